@@ -1,0 +1,277 @@
+"""
+Stage 2: finetune a policy on labeled demonstrations (ground-truth actions).
+
+With --init, the pretrained policy is loaded from a checkpoint (the world model is dropped), its last
+action layer is re-initialised for the real action dimension (--keep_action_layer skips that), and
+the whole policy is trained with the supervised loss (BAKU: masked MSE; DP: denoising). Without
+--init it trains from scratch. Run on source-domain demos *with* actions, the same script gives the
+supervised-pretraining baseline, whose checkpoint `finetune.py --init` accepts like any other.
+
+Tiny CPU run on the toy world (target robot demos in data/toy, from `python data.py toy`):
+    python finetune.py --init runs/pretrain/ckpt.pt --out_dir runs/finetune
+    python finetune.py --out_dir runs/scratch                               # no pretraining
+    python finetune.py --data data/toy/source_demos.hdf5 --out_dir runs/sup  # supervised baseline
+Real run on LIBERO-90 episode files (from `python data.py libero`), one GPU:
+    python finetune.py --data data/libero_90 --init runs/bdv2/ckpt.pt --cameras agentview,wrist \
+        --state_keys ee_states,gripper_states --batch_size 256 --lr 1e-4 --warmup 1000 --max_steps 100000
+Several GPUs:
+    torchrun --nproc_per_node 8 finetune.py --data data/libero_90 ...   (batch_size is per GPU)
+
+Outputs in --out_dir: ckpt.pt (with the action normalisation statistics, the observation spec and
+the instruction embeddings, so evaluate.py needs no other flags) and log.jsonl.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from data import DataError, DemoWindows, StepBatches, find_episode_files
+from policies import POLICY_SIZES, CheckpointError, load_checkpoint, make_policy, save_checkpoint
+
+p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+# data
+p.add_argument("--data", default="toy", help="toy (data/toy/target_demos.hdf5) | a directory of *.hdf5 episode files | one file")
+p.add_argument("--frame_skip", type=int, default=1, help="use every k-th step of the demos")
+p.add_argument("--cameras", default="agentview", help="comma list of cameras (agentview, wrist); with --init: the checkpoint's")
+p.add_argument("--state_keys", default="", help="comma list of proprio keys under obs/ (e.g. ee_states,gripper_states); empty = none")
+p.add_argument("--aug_shift", type=int, default=4, help="random-shift augmentation in pixels (pad and crop; 0 = off)")
+p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
+# policy
+p.add_argument("--init", default="", help="checkpoint to start from (pretrain.py or finetune.py); empty = from scratch")
+p.add_argument("--keep_action_layer", action="store_true", help="keep the pretrained last action layer instead of re-initialising it")
+p.add_argument("--policy", default="baku", choices=["baku", "diffusion"], help="policy built from scratch (ignored with --init)")
+p.add_argument("--policy_size", default="small", choices=list(POLICY_SIZES), help="widths when built from scratch (ignored with --init)")
+p.add_argument("--chunk", type=int, default=None, help="action chunk n from scratch (default 10 BAKU, 16 DP; --init: the checkpoint's)")
+# optimization
+p.add_argument("--batch_size", type=int, default=32, help="windows per step per process (paper: 256)")
+p.add_argument("--max_steps", type=int, default=1500, help="optimizer steps (toy default)")
+p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the action layer (paper: 1e-4)")
+p.add_argument("--body_lr_scale", type=float, default=1.0, help="learning-rate multiplier for every layer but the action layer (0.1 protects pretrained features)")
+p.add_argument("--min_lr_frac", type=float, default=0.01, help="cosine decays to this fraction of the peak")
+p.add_argument("--warmup", type=int, default=100, help="linear warmup steps (paper: 1000)")
+p.add_argument("--weight_decay", type=float, default=1e-6, help="AdamW weight decay on matrices")
+p.add_argument("--beta1", type=float, default=0.95, help="AdamW beta1")
+p.add_argument("--beta2", type=float, default=0.999, help="AdamW beta2")
+p.add_argument("--grad_clip", type=float, default=100.0, help="global gradient-norm clip")
+p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="bfloat16 = autocast on CUDA (ignored on CPU)")
+p.add_argument("--compile", action="store_true", help="torch.compile the policy's loss")
+# io
+p.add_argument("--out_dir", default="runs/finetune", help="run folder: ckpt.pt, log.jsonl")
+p.add_argument("--resume", action="store_true", help="continue the run in --out_dir from its ckpt.pt")
+p.add_argument("--eval_every", type=int, default=500, help="steps between eval-loss measurements and checkpoint saves")
+p.add_argument("--log_every", type=int, default=50, help="steps between log lines")
+p.add_argument("--seed", type=int, default=0, help="seeds weights, data order and augmentation")
+p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+args = p.parse_args()
+config = vars(args)
+
+# -------------------------------------------------------------------------------------------------
+# device, dtype, DDP
+ddp = "RANK" in os.environ  # launched by torchrun
+if ddp:
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ["LOCAL_RANK"])
+    dist.init_process_group(backend="nccl" if torch.cuda.is_available() and args.device != "cpu" else "gloo")
+else:
+    rank, world, local_rank = 0, 1, 0
+master = rank == 0
+if args.device == "auto":
+    args.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else args.device)
+if device.type == "cuda":
+    torch.cuda.set_device(device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and args.dtype == "bfloat16" else nullcontext()
+torch.manual_seed(args.seed + rank)
+say = tqdm.write if master else (lambda *a, **k: None)
+
+def fail(msg):
+    """One clear line, no traceback, for bad input."""
+    sys.exit(f"error: {msg}")
+
+# -------------------------------------------------------------------------------------------------
+# the starting point decides the observation spec: a pretrained policy keeps its inputs
+init = None
+if args.init:
+    try:
+        init = load_checkpoint(args.init)
+    except CheckpointError as e:
+        fail(e)
+    cameras = init["obs_spec"]["cameras"]
+    chunk = init["policy_config"]["chunk"]
+else:
+    cameras = args.cameras.split(",")
+    chunk = args.chunk or (10 if args.policy == "baku" else 16)
+state_keys = [k for k in args.state_keys.split(",") if k]
+
+# -------------------------------------------------------------------------------------------------
+# data: obs at t, actions t..t+n-1 normalised to [-1, 1], padded at the episode end with mask False
+try:
+    paths = find_episode_files("data/toy/target_demos.hdf5" if args.data == "toy" else args.data)
+    dataset = DemoWindows(paths, chunk=chunk, cameras=tuple(cameras), state_keys=tuple(state_keys),
+                          frame_skip=args.frame_skip)
+except DataError as e:
+    fail(e)
+action_dim, state_dim, image_size = dataset.action_dim, dataset.state_dim, dataset.image_size
+
+# -------------------------------------------------------------------------------------------------
+# model
+if init is not None:
+    pc = init["policy_config"]
+    if pc["image_size"] != image_size:
+        fail(f"{args.init}: policy_config.image_size: expected the data's {image_size}, got {pc['image_size']}")
+    if pc["state_dim"] != state_dim:
+        fail(f"{args.init}: policy_config.state_dim: expected {state_dim} (from --state_keys {args.state_keys!r}), got {pc['state_dim']}")
+    policy = make_policy(pc)
+    policy.load_state_dict(init["policy"])  # the world model in a pretrain checkpoint is simply not loaded
+    if args.keep_action_layer:
+        if pc["out_dim"] != action_dim:
+            fail(f"{args.init}: --keep_action_layer needs out_dim == action dim {action_dim}, got {pc['out_dim']}")
+    else:
+        policy.reset_action_layer(action_dim)  # stage 2 starts here: a fresh layer for real actions
+else:
+    policy = make_policy(dict(POLICY_SIZES[args.policy_size][args.policy], kind=args.policy, chunk=chunk,
+                              out_dim=action_dim, image_size=image_size, cameras=tuple(cameras), state_dim=state_dim))
+policy.to(device)
+if master:
+    say(f"policy {policy.config_dict()['kind']}: {sum(t.numel() for t in policy.parameters()) / 1e6:.2f}M params | "
+        f"{'init ' + args.init if args.init else 'from scratch'} | {len(dataset)} windows from {len(paths)} file(s) | "
+        f"cameras {cameras} | state {state_keys or 'none'} | chunk {chunk} | action dim {action_dim}")
+
+# the action layer trains at --lr, everything else at --lr * --body_lr_scale
+head_ids = {id(t) for t in policy.action_layer_parameters()}
+groups = []
+for is_head in (True, False):
+    ts = [t for t in policy.parameters() if (id(t) in head_ids) == is_head]
+    scale = 1.0 if is_head else args.body_lr_scale
+    groups.append({"params": [t for t in ts if t.dim() >= 2], "weight_decay": args.weight_decay, "scale": scale})
+    groups.append({"params": [t for t in ts if t.dim() < 2], "weight_decay": 0.0, "scale": scale})
+optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(args.beta1, args.beta2))
+
+step0 = 0
+ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
+if args.resume:
+    try:
+        ckpt = load_checkpoint(ckpt_path, kind="finetune")
+    except CheckpointError as e:
+        fail(e)
+    policy.load_state_dict(ckpt["policy"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    step0 = ckpt["step"]
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    say(f"resumed {ckpt_path} at step {step0}")
+
+
+class Supervised(torch.nn.Module):
+    """The policy's supervised loss as a forward, so DDP can wrap it."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs, actions, mask):
+        return self.policy.loss(obs, actions, mask)
+
+
+train_model = Supervised(policy)
+if ddp:
+    train_model = DDP(train_model, device_ids=[local_rank] if device.type == "cuda" else None, find_unused_parameters=True)
+if args.compile:
+    train_model = torch.compile(train_model)
+
+sampler = StepBatches(len(dataset), args.batch_size, seed=args.seed, rank=rank, world=world, start_step=step0)
+loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=args.num_workers,
+                                     pin_memory=device.type == "cuda", persistent_workers=args.num_workers > 0,
+                                     generator=torch.Generator().manual_seed(args.seed))
+
+
+def lr_at(step):
+    """Linear warmup from 0.001x, then cosine down to min_lr_frac x the peak at max_steps."""
+    if step < args.warmup:
+        return args.lr * (0.001 + 0.999 * step / args.warmup)
+    frac = min(1.0, (step - args.warmup) / max(1, args.max_steps - args.warmup))
+    return args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def to_obs(batch, augment):
+    """Batch dict -> policy obs: images to float [0,1] (B, 3, H, W), optional random shift."""
+    obs = {"lang": batch["lang"].to(device)}
+    for cam in cameras:
+        x = batch[cam].to(device, non_blocking=True).float().div_(255)  # (B, 3, H, W)
+        if augment and args.aug_shift > 0:
+            # random shift: replicate-pad, then crop back at a random offset per sample (as BAKU/DrQ)
+            s, (B, _, H, W) = args.aug_shift, x.shape
+            x = F.pad(x, (s, s, s, s), mode="replicate")  # (B, 3, H+2s, W+2s)
+            ox, oy = torch.randint(0, 2 * s + 1, (2, B), device=device)
+            rows = (oy[:, None] + torch.arange(H, device=device))  # (B, H)
+            cols = (ox[:, None] + torch.arange(W, device=device))  # (B, W)
+            x = x[torch.arange(B, device=device)[:, None, None, None], torch.arange(3, device=device)[None, :, None, None],
+                  rows[:, None, :, None], cols[:, None, None, :]]  # (B, 3, H, W)
+        obs[cam] = x
+    if state_keys:
+        obs["state"] = batch["state"].to(device)
+    return obs
+
+
+# one fixed batch for the eval loss, the same at every eval
+eval_batch = torch.utils.data.default_collate([dataset[i] for i in torch.linspace(0, len(dataset) - 1, 64).long().tolist()])
+
+# -------------------------------------------------------------------------------------------------
+# training loop
+if master:
+    os.makedirs(args.out_dir, exist_ok=True)
+    log = open(os.path.join(args.out_dir, "log.jsonl"), "a")
+batches = iter(loader)
+bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master, desc="finetune")
+t_last = time.time()
+for step in bar:
+    last_step = step == args.max_steps
+    if master and (step % args.eval_every == 0 or last_step) and not (args.resume and step == step0):
+        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(args.seed)
+            policy.eval()
+            eval_loss = policy.loss(to_obs(eval_batch, False), eval_batch["actions"].to(device), eval_batch["mask"].to(device)).item()
+            policy.train()
+        say(f"eval {step}: loss {eval_loss:.4g}")
+        log.write(json.dumps({"step": step, "eval": {"loss": eval_loss}}) + "\n"); log.flush()
+        save_checkpoint(ckpt_path, {
+            "format_version": 1, "kind": "finetune", "step": step, "config": config,
+            "policy": policy.state_dict(), "policy_config": policy.config_dict(),
+            "optimizer": optimizer.state_dict(), "action_stats": dataset.stats,
+            "obs_spec": {"cameras": list(cameras), "state_keys": state_keys, "image_size": image_size},
+            "lang": {k: v.tolist() for k, v in dataset.lang.items()},
+            "rng": {"torch": torch.get_rng_state()}})
+    if last_step:
+        break
+
+    # one training step
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step) * group["scale"]
+    batch = next(batches)
+    with autocast:
+        loss = train_model(to_obs(batch, True), batch["actions"].to(device), batch["mask"].to(device))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), args.grad_clip)
+    optimizer.step()
+    policy.ema_step()
+
+    if master and (step % args.log_every == 0 or step == args.max_steps - 1):
+        dt = (time.time() - t_last) / (args.log_every if step > step0 else 1)
+        t_last = time.time()
+        row = {"step": step, "bc": loss.item(), "grad_norm": float(grad_norm), "lr": lr_at(step),
+               "ms_step": dt * 1000, "samples_s": args.batch_size * world / dt}
+        say(" | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        log.write(json.dumps(row) + "\n"); log.flush()
+
+if ddp:
+    dist.destroy_process_group()

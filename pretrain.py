@@ -1,0 +1,284 @@
+"""
+Stage 1: latent action pretraining through world modeling.
+
+A policy looks at frame x_t and the instruction and emits a chunk of n latent actions
+z_t..z_{t+n-1}. Those latents are the actions of a DreamerV3 RSSM world model that must explain
+frames x_t..x_{t+n}: z_{t+k} drives the transition from frame t+k to t+k+1. The world-model loss
+(summed-pixel reconstruction + KL balancing) is the only training signal, and it reaches the policy
+through the latents. Videos need no action labels.
+
+Tiny CPU run on the built-in toy world (generates data/toy if missing, a few minutes):
+    python pretrain.py
+Real run on one GPU (BridgeData v2 episode files written by `python data.py bdv2`):
+    python pretrain.py --data data/bdv2 --policy baku --wm_size 50m --batch_size 256 \
+        --lr 1e-4 --warmup 1000 --max_steps 200000 --policy_size default --dtype bfloat16
+Several GPUs:
+    torchrun --nproc_per_node 8 pretrain.py --data data/bdv2 ...   (batch_size is per GPU)
+
+Outputs in --out_dir: ckpt.pt (resumable with --resume; `finetune.py --init` reads it),
+log.jsonl (one JSON line per log step), rollout_<step>.png (world-model open-loop rollouts:
+ground truth, frames imagined from frame t under the policy's latents, and their error).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from data import DataError, PretrainWindows, StepBatches, find_episode_files
+from policies import POLICY_SIZES, load_checkpoint, make_policy, save_checkpoint, CheckpointError
+from rssm import WorldModel, WorldModelConfig
+
+p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+# data
+p.add_argument("--data", default="toy", help="toy | bdv2 | ssv2 | a directory of *.hdf5 episode files | one file")
+p.add_argument("--frame_skip", type=int, default=1, help="use every k-th frame (BridgeData 5 Hz: 1; SSv2 12 fps: 2)")
+p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes (0 = load in the main process)")
+# policy
+p.add_argument("--policy", default="baku", choices=["baku", "diffusion"], help="which policy to pretrain")
+p.add_argument("--policy_size", default="small", choices=list(POLICY_SIZES), help="policy widths: small (CPU toy) or default (the paper's)")
+p.add_argument("--chunk", type=int, default=None, help="latent actions per chunk n (default: 10 for BAKU, 16 for DP)")
+p.add_argument("--latent_dim", type=int, default=7, help="dimension of each latent action")
+p.add_argument("--cameras", default="agentview", help="comma list of cameras the policy will use in stage 2 (video gives only agentview)")
+p.add_argument("--state_dim", type=int, default=0, help="proprio size the policy will see in stage 2 (videos have none; 0 = no proprio input)")
+p.add_argument("--detach_latents", action="store_true", help="ablation: stop the gradient into the policy (what the authors' release does by accident)")
+# world model
+p.add_argument("--wm_size", default="1m", help="world-model preset: 1m 12m 25m 50m 100m 200m 400m")
+p.add_argument("--free_nats", type=float, default=1.0, help="KL free bits per step (nats)")
+p.add_argument("--dyn_scale", type=float, default=0.5, help="KL balancing: weight of KL(sg(post)||prior)")
+p.add_argument("--rep_scale", type=float, default=0.1, help="KL balancing: weight of KL(post||sg(prior))")
+p.add_argument("--openloop_weight", type=float, default=0.0, help="weight of the prior-only prediction loss that forces the world model to use the latents")
+# optimization
+p.add_argument("--batch_size", type=int, default=32, help="windows per step per process (paper: 256)")
+p.add_argument("--max_steps", type=int, default=1500, help="optimizer steps (toy default)")
+p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (paper: 1e-4)")
+p.add_argument("--min_lr_frac", type=float, default=0.01, help="cosine decays to this fraction of --lr")
+p.add_argument("--warmup", type=int, default=100, help="linear warmup steps (paper: 1000)")
+p.add_argument("--weight_decay", type=float, default=1e-6, help="AdamW weight decay on matrices")
+p.add_argument("--beta1", type=float, default=0.95, help="AdamW beta1")
+p.add_argument("--beta2", type=float, default=0.999, help="AdamW beta2")
+p.add_argument("--grad_clip", type=float, default=100.0, help="global gradient-norm clip over policy + world model")
+p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="bfloat16 = autocast on CUDA (ignored on CPU)")
+p.add_argument("--compile", action="store_true", help="torch.compile the joint model")
+# io
+p.add_argument("--out_dir", default="runs/pretrain", help="run folder: ckpt.pt, log.jsonl, rollout pictures")
+p.add_argument("--resume", action="store_true", help="continue the run in --out_dir from its ckpt.pt")
+p.add_argument("--eval_every", type=int, default=500, help="steps between rollout pictures, eval metrics and checkpoint saves")
+p.add_argument("--log_every", type=int, default=50, help="steps between log lines")
+p.add_argument("--seed", type=int, default=0, help="seeds weights, data order and sampling")
+p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+args = p.parse_args()
+args.chunk = args.chunk or (10 if args.policy == "baku" else 16)
+config = vars(args)
+
+# -------------------------------------------------------------------------------------------------
+# device, dtype, DDP
+ddp = "RANK" in os.environ  # launched by torchrun
+if ddp:
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ["LOCAL_RANK"])
+    dist.init_process_group(backend="nccl" if torch.cuda.is_available() and args.device != "cpu" else "gloo")
+else:
+    rank, world, local_rank = 0, 1, 0
+master = rank == 0
+if args.device == "auto":
+    args.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else args.device)
+if device.type == "cuda":
+    torch.cuda.set_device(device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and args.dtype == "bfloat16" else nullcontext()
+torch.manual_seed(args.seed + rank)
+say = tqdm.write if master else (lambda *a, **k: None)
+
+def fail(msg):
+    """One clear line, no traceback, for bad input."""
+    sys.exit(f"error: {msg}")
+
+# -------------------------------------------------------------------------------------------------
+# data: action-free windows. frames t..t+n go to the world model, frame t to the policy.
+if args.data == "toy" and not os.path.exists("data/toy/source_video.hdf5") and master:
+    say("data/toy missing: generating it with `python data.py toy`")
+    import subprocess
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data.py"), "toy"], check=True)
+if ddp:
+    dist.barrier()
+try:
+    paths = find_episode_files(args.data, role="video")
+    dataset = PretrainWindows(paths, chunk=args.chunk, frame_skip=args.frame_skip)
+except DataError as e:
+    fail(e)
+image_size = dataset.image_size
+# one fixed batch of windows for pictures and eval metrics, the same at every eval
+eval_idx = torch.linspace(0, len(dataset) - 1, 8).long().tolist()
+eval_batch = torch.utils.data.default_collate([dataset[i] for i in eval_idx])
+
+# -------------------------------------------------------------------------------------------------
+# models: the policy emits latents; the world model is the teacher, used only in this stage
+policy_cfg = dict(POLICY_SIZES[args.policy_size][args.policy], kind=args.policy, chunk=args.chunk,
+                  out_dim=args.latent_dim, image_size=image_size, cameras=tuple(args.cameras.split(",")),
+                  state_dim=args.state_dim)
+policy = make_policy(policy_cfg).to(device)
+wm_cfg = WorldModelConfig(size=args.wm_size, image_size=image_size, action_dim=args.latent_dim,
+                          free_nats=args.free_nats, dyn_scale=args.dyn_scale, rep_scale=args.rep_scale)
+wm = WorldModel(wm_cfg).to(device)
+if master:
+    n_pol = sum(t.numel() for t in policy.parameters())
+    n_wm = sum(t.numel() for t in wm.parameters())
+    say(f"policy {args.policy}: {n_pol / 1e6:.2f}M params | world model {args.wm_size}: {n_wm / 1e6:.2f}M | "
+        f"{len(dataset)} windows from {len(paths)} file(s) | image {image_size} | chunk {args.chunk}")
+
+
+class Joint(torch.nn.Module):
+    """Policy + world model as one module, so DDP sees a single forward that returns the loss."""
+
+    def __init__(self, policy, wm):
+        super().__init__()
+        self.policy, self.wm = policy, wm
+
+    def forward(self, frames, lang):
+        z = self.policy.latent({"agentview": frames[:, 0], "lang": lang})  # (B, n, latent_dim) from frame t
+        if args.detach_latents:
+            z = z.detach()  # the release's behaviour: only the world model learns
+        out = self.wm.loss(frames, z, openloop_weight=args.openloop_weight)  # frames (B, n+1, 3, H, W)
+        return out.loss, out.metrics
+
+
+model = Joint(policy, wm)
+# weight decay on matrices only (not on norms, biases, embeddings-as-vectors), as the release does
+decay = [t for t in model.parameters() if t.dim() >= 2]
+no_decay = [t for t in model.parameters() if t.dim() < 2]
+optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}],
+                              lr=args.lr, betas=(args.beta1, args.beta2))
+
+step0 = 0
+ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
+if args.resume:
+    try:
+        ckpt = load_checkpoint(ckpt_path, kind="pretrain")
+    except CheckpointError as e:
+        fail(e)
+    policy.load_state_dict(ckpt["policy"])
+    wm.load_state_dict(ckpt["world_model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    step0 = ckpt["step"]
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    say(f"resumed {ckpt_path} at step {step0}")
+train_model = DDP(model, device_ids=[local_rank] if device.type == "cuda" else None,
+                  find_unused_parameters=True) if ddp else model  # unused: stage-2-only inputs (wrist, proprio)
+if args.compile:
+    train_model = torch.compile(train_model)
+
+# data order is a pure function of (seed, step, rank): --resume sees exactly the batches it would have
+sampler = StepBatches(len(dataset), args.batch_size, seed=args.seed, rank=rank, world=world, start_step=step0)
+loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=args.num_workers,
+                                     pin_memory=device.type == "cuda", persistent_workers=args.num_workers > 0,
+                                     generator=torch.Generator().manual_seed(args.seed))
+
+
+def lr_at(step):
+    """Linear warmup from 0.001x, then cosine down to min_lr_frac x lr at max_steps."""
+    if step < args.warmup:
+        return args.lr * (0.001 + 0.999 * step / args.warmup)
+    frac = min(1.0, (step - args.warmup) / max(1, args.max_steps - args.warmup))
+    return args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+@torch.no_grad()
+def evaluate(step):
+    """Metrics and a rollout picture on the fixed eval windows; never touches the training RNG."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(args.seed)
+        policy.eval(); wm.eval()
+        frames = eval_batch["frames"].to(device).float() / 255  # (E, n+1, 3, H, W)
+        lang = eval_batch["lang"].to(device)
+        z = policy.latent({"agentview": frames[:, 0], "lang": lang})  # (E, n, latent_dim)
+        metrics = {k: float(v) for k, v in wm.loss(frames, z, openloop_weight=1.0).metrics.items()}
+        imagined = wm.openloop(frames[:, :1], z)  # (E, n, 3, H, W) from frame t and the latents only
+        err = ((imagined - frames[:, 1:]) ** 2).sum((2, 3, 4)).mean()
+        # do the latents matter? the same rollout with latents shuffled across the batch
+        shuffled = wm.openloop(frames[:, :1], z.roll(1, dims=0))
+        err_shuf = ((shuffled - frames[:, 1:]) ** 2).sum((2, 3, 4)).mean()
+        # the trivial baseline: predict every future frame as frame t
+        err_copy = ((frames[:, :1] - frames[:, 1:]) ** 2).sum((2, 3, 4)).mean()
+        metrics.update(openloop_err=float(err), openloop_shuffled=float(err_shuf), copy_frame_err=float(err_copy))
+        save_rollout_png(frames[:4], imagined[:4], os.path.join(args.out_dir, f"rollout_{step:06d}.png"))
+        policy.train(); wm.train()
+    return metrics
+
+
+def save_rollout_png(frames, imagined, path):
+    """Rows per sample: ground truth t..t+n, imagined (first tile = the context frame t), error."""
+    import imageio.v3 as iio
+    gt = frames  # (E, n+1, 3, H, W)
+    im = torch.cat([frames[:, :1], imagined], 1)  # (E, n+1, 3, H, W)
+    er = (gt - im).abs().mean(2, keepdim=True).expand_as(gt).clamp(0, 1)  # (E, n+1, 3, H, W)
+    rows = torch.stack([gt, im, er], 1)  # (E, 3, n+1, 3, H, W)
+    E, R, T, C, H, W = rows.shape
+    grid = rows.permute(0, 1, 4, 2, 5, 3).reshape(E * R * H, T * W, C)  # (E*3*H, (n+1)*W, 3)
+    tmp = path + ".tmp.png"
+    iio.imwrite(tmp, (grid.clamp(0, 1) * 255).byte().cpu().numpy())
+    os.replace(tmp, path)
+
+
+# -------------------------------------------------------------------------------------------------
+# training loop
+if master:
+    os.makedirs(args.out_dir, exist_ok=True)
+    log = open(os.path.join(args.out_dir, "log.jsonl"), "a")
+batches = iter(loader)
+bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master, desc="pretrain")
+t_last = time.time()
+for step in bar:
+    last_step = step == args.max_steps
+    # eval and save first, so the final step is always evaluated and saved (skipped at a resumed step:
+    # that state is exactly what we just loaded)
+    if master and (step % args.eval_every == 0 or last_step) and not (args.resume and step == step0):
+        metrics = evaluate(step)
+        say(f"eval {step}: " + " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        log.write(json.dumps({"step": step, "eval": metrics}) + "\n"); log.flush()
+        save_checkpoint(ckpt_path, {
+            "format_version": 1, "kind": "pretrain", "step": step, "config": config,
+            "policy": policy.state_dict(), "policy_config": policy.config_dict(),
+            "world_model": wm.state_dict(), "wm_config": asdict(wm_cfg),
+            "optimizer": optimizer.state_dict(), "action_stats": None,
+            "obs_spec": {"cameras": list(policy_cfg["cameras"]), "state_keys": [], "image_size": image_size},
+            "lang": {k: v.tolist() for k, v in dataset.lang.items()},
+            "rng": {"torch": torch.get_rng_state()}})
+    if last_step:
+        break
+
+    # one training step
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step)
+    batch = next(batches)
+    frames = batch["frames"].to(device, non_blocking=True).float().div_(255)  # (B, n+1, 3, H, W)
+    with autocast:
+        loss, metrics = train_model(frames, batch["lang"].to(device))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+    optimizer.step()
+    policy.ema_step()
+
+    if master and (step % args.log_every == 0 or step == args.max_steps - 1):
+        dt = (time.time() - t_last) / (args.log_every if step > step0 else 1)
+        t_last = time.time()
+        row = {"step": step, "loss": loss.item(), **{k: float(v) for k, v in metrics.items()},
+               "grad_norm": float(grad_norm), "lr": lr_at(step), "ms_step": dt * 1000,
+               "samples_s": args.batch_size * world / dt}
+        say(" | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        log.write(json.dumps(row) + "\n"); log.flush()
+
+if ddp:
+    dist.destroy_process_group()

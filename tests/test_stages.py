@@ -1,0 +1,205 @@
+"""End-to-end tests of the stage scripts as a new user runs them: subprocesses, tiny flags, CPU.
+
+    python -m pytest -q tests/test_stages.py
+
+Every stage runs from a fresh temporary folder whose data/toy was written by `python data.py toy`.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=ROOT)
+IMG = "32"
+TINY_WM = ["--wm_size", "1m", "--batch_size", "4", "--log_every", "1", "--warmup", "2", "--device", "cpu"]
+
+
+def run(cwd, script, *args, ok=True, module=None):
+    """Run a stage script in cwd; returns the completed process (asserting success unless ok=False)."""
+    cmd = [sys.executable] + (["-m", module] if module else []) + ([os.path.join(ROOT, script)] if script else []) + list(args)
+    r = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
+    if ok:
+        assert r.returncode == 0, f"{script} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+def load(path):
+    """Checkpoints must load with weights_only=True (only tensors and plain values inside)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A fresh folder with a tiny data/toy in it."""
+    d = tmp_path_factory.mktemp("stages")
+    run(d, "data.py", "toy", "--image_size", IMG, "--source_episodes", "12", "--target_demos", "2", "--source_demos", "12")
+    for f in ("source_video.hdf5", "target_demos.hdf5", "source_demos.hdf5"):
+        assert (d / "data" / "toy" / f).exists()
+    return d
+
+
+@pytest.fixture(scope="module")
+def pretrained(work):
+    """Pretrain BAKU for a few steps, plus its step-0 checkpoint (the initial weights)."""
+    run(work, "pretrain.py", *TINY_WM, "--max_steps", "0", "--out_dir", "pt0")
+    run(work, "pretrain.py", *TINY_WM, "--max_steps", "3", "--eval_every", "2", "--out_dir", "pt",
+        "--openloop_weight", "1.0", "--free_nats", "1.0", "--dyn_scale", "0.5", "--rep_scale", "0.1",
+        "--latent_dim", "7", "--chunk", "4", "--frame_skip", "1", "--lr", "1e-3", "--min_lr_frac", "0.1",
+        "--weight_decay", "1e-6", "--beta1", "0.9", "--beta2", "0.999", "--grad_clip", "100", "--seed", "0",
+        "--dtype", "float32", "--num_workers", "0")
+    return work / "pt" / "ckpt.pt"
+
+
+def changed(a, b):
+    """Names of tensors that differ between two state dicts."""
+    return {k for k in a if not torch.equal(a[k], b[k])}
+
+
+def test_pretrain_outputs_and_policy_learns(work, pretrained):
+    ck = load(pretrained)
+    assert ck["kind"] == "pretrain" and ck["step"] == 3 and ck["format_version"] == 1
+    assert ck["world_model"] and ck["wm_config"]["action_dim"] == 7 and ck["policy_config"]["chunk"] == 4
+    assert ck["config"]["openloop_weight"] == 1.0 and ck["lang"]
+    assert (work / "pt" / "rollout_000000.png").exists() and (work / "pt" / "rollout_000003.png").exists()
+    rows = [json.loads(l) for l in open(work / "pt" / "log.jsonl")]
+    train = [r for r in rows if "eval" not in r]
+    assert [r["step"] for r in train] == [0, 1, 2]
+    assert {"recon", "kl_dyn", "kl_rep", "kl_floor", "openloop", "lr", "ms_step", "samples_s"} <= set(train[0])
+    assert {"openloop_err", "openloop_shuffled", "copy_frame_err"} <= set(rows[-1]["eval"])
+    # the default chunk is 10 for BAKU; this run asked for 4: the two step-0 checkpoints differ in head size
+    init = load(work / "pt0" / "ckpt.pt")
+    assert init["policy_config"]["chunk"] == 10
+
+
+@pytest.mark.parametrize("policy", ["baku", "diffusion"])
+def test_pretrain_gradient_reaches_policy_unless_detached(work, policy):
+    args = [*TINY_WM, "--policy", policy, "--chunk", "4", "--lr", "1e-2", "--warmup", "0"]
+    run(work, "pretrain.py", *args, "--max_steps", "0", "--out_dir", f"g0_{policy}")
+    run(work, "pretrain.py", *args, "--max_steps", "2", "--out_dir", f"g_{policy}")
+    run(work, "pretrain.py", *args, "--max_steps", "2", "--out_dir", f"gd_{policy}", "--detach_latents")
+    p0, p1, pd = (load(work / d / "ckpt.pt") for d in (f"g0_{policy}", f"g_{policy}", f"gd_{policy}"))
+    assert len(changed(p0["policy"], p1["policy"])) > 0.5 * len(p0["policy"]), "policy barely changed"
+    ema = {k for k in p0["policy"] if k.startswith("ema")}
+    assert changed(p0["policy"], pd["policy"]) - ema == set(), "detached latents must leave the policy untouched"
+    assert changed(p0["world_model"], pd["world_model"]), "the world model must still learn when detached"
+
+
+def test_finetune_resets_only_action_layer_then_evaluate_and_cca(work, pretrained):
+    run(work, "finetune.py", "--init", str(pretrained), "--max_steps", "0", "--out_dir", "ft0", "--device", "cpu")
+    pre, ft0 = load(pretrained), load(work / "ft0" / "ckpt.pt")
+    diff = {k for k in pre["policy"] if k not in ft0["policy"] or pre["policy"][k].shape != ft0["policy"][k].shape
+            or not torch.equal(pre["policy"][k], ft0["policy"][k])}
+    assert diff and all("action" in k or "head" in k or "out" in k for k in diff), diff
+    assert ft0["policy_config"]["out_dim"] == 3 and ft0["action_stats"] is not None and ft0["kind"] == "finetune"
+    assert "world_model" not in ft0
+    # keep_action_layer is refused when the latent and action dims differ
+    r = run(work, "finetune.py", "--init", str(pretrained), "--keep_action_layer", "--max_steps", "0", "--out_dir", "ftk", ok=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "keep_action_layer" in r.stderr
+    # a short finetune with every optimisation flag, then closed-loop evaluation and CCA
+    run(work, "finetune.py", "--init", str(pretrained), "--max_steps", "3", "--eval_every", "2", "--log_every", "1",
+        "--out_dir", "ft", "--body_lr_scale", "0.1", "--aug_shift", "2", "--batch_size", "4", "--lr", "1e-3",
+        "--warmup", "1", "--min_lr_frac", "0.1", "--weight_decay", "0", "--beta1", "0.9", "--beta2", "0.99",
+        "--grad_clip", "10", "--dtype", "float32", "--frame_skip", "1", "--seed", "1", "--num_workers", "0", "--device", "cpu")
+    ft = load(work / "ft" / "ckpt.pt")
+    assert ft["step"] == 3 and changed(ft0["policy"], ft["policy"])
+    r = run(work, "evaluate.py", "--ckpt", "ft/ckpt.pt", "--episodes", "2", "--tasks", ",".join(_two_tasks()),
+            "--action_horizon", "2", "--gifs", "1", "--seed", "0", "--max_steps", "8", "--device", "cpu", "--suite", "toy")
+    res = json.load(open(work / "ft" / "eval_toy" / "results.json"))
+    assert res["overall"]["episodes"] == 4 and len(res["tasks"]) == 2 and "overall" in r.stdout
+    lo, hi = res["overall"]["ci95"]
+    assert 0 <= lo <= res["overall"]["success_rate"] <= hi <= 1
+    assert any(f.endswith(".gif") for f in os.listdir(work / "ft" / "eval_toy"))
+    run(work, "evaluate.py", "--ckpt", "ft/ckpt.pt", "--episodes", "1", "--tasks", _two_tasks()[0], "--temporal_agg",
+        "--out_dir", "ev_agg", "--max_steps", "5", "--gifs", "0")
+    assert json.load(open(work / "ev_agg" / "results.json"))["overall"]["episodes"] == 1
+    run(work, "cca.py", "--ckpt", str(pretrained), "--out_dir", "cca", "--ridge", "1e-3", "--seed", "0",
+        "--batch_size", "16", "--device", "cpu", "--data", "toy")
+    cca = json.load(open(work / "cca" / "cca.json"))["results"]
+    assert set(cca) == {"pretrained", "random_init"}
+    assert 0 <= cca["pretrained"]["overall"]["cca"] <= 1 and cca["pretrained"]["overall"]["samples"] > 0
+
+
+def _two_tasks():
+    import toyworld
+    return toyworld.TASKS[:2]
+
+
+def test_finetune_from_scratch_diffusion_and_supervised_baseline(work):
+    run(work, "finetune.py", "--policy", "diffusion", "--policy_size", "small", "--chunk", "7", "--max_steps", "2",
+        "--out_dir", "dp", "--batch_size", "4", "--device", "cpu", "--cameras", "agentview")
+    run(work, "evaluate.py", "--ckpt", "dp/ckpt.pt", "--episodes", "1", "--tasks", _two_tasks()[0], "--max_steps", "3", "--gifs", "0")
+    # supervised pretraining on source robot demos, then its checkpoint feeds finetune --init
+    run(work, "finetune.py", "--data", "data/toy/source_demos.hdf5", "--max_steps", "2", "--out_dir", "sup", "--batch_size", "4")
+    run(work, "finetune.py", "--init", "sup/ckpt.pt", "--keep_action_layer", "--max_steps", "1", "--out_dir", "sup_ft", "--batch_size", "4")
+    a, b = load(work / "sup" / "ckpt.pt")["policy"], load(work / "sup_ft" / "ckpt.pt")["policy"]
+    assert a.keys() == b.keys()
+
+
+def test_resume_matches_uninterrupted_run(work):
+    args = [*TINY_WM, "--chunk", "4", "--max_steps", "40", "--eval_every", "4", "--seed", "3"]
+    run(work, "pretrain.py", *args, "--out_dir", "full")
+    # start the same run, kill it right after its step-8 checkpoint, then resume
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "pretrain.py"), *args, "--out_dir", "part"],
+                            cwd=work, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith("eval 8"):
+            break
+    proc.kill(); proc.wait()
+    saved = load(work / "part" / "ckpt.pt")["step"]
+    assert 8 <= saved < 40
+    r = run(work, "pretrain.py", *args, "--out_dir", "part", "--resume")
+    assert f"resumed" in r.stdout + r.stderr
+    a, b = load(work / "full" / "ckpt.pt"), load(work / "part" / "ckpt.pt")
+    assert a["step"] == b["step"] == 40
+    for part in ("policy", "world_model"):
+        for k in a[part]:
+            torch.testing.assert_close(a[part][k], b[part][k], rtol=0, atol=1e-6)
+
+
+def test_bad_checkpoints_give_one_line(work, pretrained, tmp_path):
+    # a pretrain checkpoint where a finetuned one is expected
+    r = run(work, "evaluate.py", "--ckpt", str(pretrained), ok=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "kind" in r.stderr
+    ck = load(pretrained)
+    bad_version = dict(ck, format_version=99)
+    torch.save(bad_version, tmp_path / "v.pt")
+    r = run(work, "finetune.py", "--init", str(tmp_path / "v.pt"), "--max_steps", "0", "--out_dir", "x", ok=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "version" in r.stderr
+    bad_shape = dict(ck, policy={k: (v[:1] if v.dim() else v) for k, v in ck["policy"].items()})
+    torch.save(bad_shape, tmp_path / "s.pt")
+    r = run(work, "finetune.py", "--init", str(tmp_path / "s.pt"), "--max_steps", "0", "--out_dir", "y", ok=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "shape" in r.stderr.lower()
+    r = run(work, "cca.py", "--ckpt", str(tmp_path / "missing.pt"), ok=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "missing.pt" in r.stderr
+
+
+def test_torchrun_two_processes(work):
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+                        os.path.join(ROOT, "pretrain.py"), *TINY_WM, "--chunk", "4", "--max_steps", "2", "--out_dir", "ddp"],
+                       cwd=work, env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert load(work / "ddp" / "ckpt.pt")["step"] == 2
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+                        os.path.join(ROOT, "finetune.py"), "--max_steps", "2", "--out_dir", "ddp_ft", "--batch_size", "4", "--device", "cpu"],
+                       cwd=work, env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_cca_recovers_planted_correlation():
+    from cca import first_cca
+    rng = np.random.default_rng(0)
+    n, rho = 40000, 0.9
+    s = rng.normal(size=n)
+    x = np.stack([s, rng.normal(size=n), rng.normal(size=n)], 1) @ rng.normal(size=(3, 7))  # mixed into 7 dims
+    y_sig = rho * s + np.sqrt(1 - rho ** 2) * rng.normal(size=n)
+    y = np.stack([y_sig, rng.normal(size=n)], 1) @ rng.normal(size=(2, 3))  # 3-D "actions", rank 2
+    assert abs(first_cca(x, y) - rho) < 0.02
+    # degenerate latents: a constant column and a collapsed latent never divide by zero
+    assert first_cca(np.zeros((100, 4)), rng.normal(size=(100, 3))) < 0.05
+    x2 = np.concatenate([x[:, :2], np.ones((n, 1))], 1)
+    assert abs(first_cca(x2, y) - first_cca(x[:, :2], y)) < 1e-3
