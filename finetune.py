@@ -143,7 +143,7 @@ else:
                               out_dim=action_dim, image_size=image_size, cameras=tuple(cameras), state_dim=state_dim))
 policy.to(device)
 if master:
-    say(f"policy {policy.config_dict()['kind']}: {sum(t.numel() for t in policy.parameters()) / 1e6:.2f}M params | "
+    say(f"policy {policy.config_dict()['kind']}: {sum(t.numel() for t in policy.parameters() if t.requires_grad) / 1e6:.2f}M params | "
         f"{'init ' + args.init if args.init else 'from scratch'} | {len(dataset)} windows from {len(paths)} file(s) | "
         f"cameras {cameras} | state {state_keys or 'none'} | chunk {chunk} | action dim {action_dim}")
 
@@ -241,8 +241,6 @@ for step in bar:
             policy.eval()
             eval_loss = policy.loss(to_obs(eval_batch, False), eval_batch["actions"].to(device), eval_batch["mask"].to(device)).item()
             policy.train()
-        say(f"eval {step}: loss {eval_loss:.4g}")
-        log.write(json.dumps({"step": step, "eval": {"loss": eval_loss}}) + "\n"); log.flush()
         save_checkpoint(ckpt_path, {
             "format_version": 1, "kind": "finetune", "step": step, "config": config,
             "policy": policy.state_dict(), "policy_config": policy.config_dict(),
@@ -250,6 +248,8 @@ for step in bar:
             "obs_spec": {"cameras": list(cameras), "state_keys": state_keys, "image_size": image_size},
             "lang": {k: v.tolist() for k, v in dataset.lang.items()},
             "rng": {"torch": torch.get_rng_state()}})
+        say(f"eval {step}: loss {eval_loss:.4g}")  # after the save: it is on disk
+        log.write(json.dumps({"step": step, "eval": {"loss": eval_loss}}) + "\n"); log.flush()
     if last_step:
         break
 

@@ -132,7 +132,7 @@ wm_cfg = WorldModelConfig(size=args.wm_size, image_size=image_size, action_dim=a
                           free_nats=args.free_nats, dyn_scale=args.dyn_scale, rep_scale=args.rep_scale)
 wm = WorldModel(wm_cfg).to(device)
 if master:
-    n_pol = sum(t.numel() for t in policy.parameters())
+    n_pol = sum(t.numel() for t in policy.parameters() if t.requires_grad)  # not DP's EMA copy
     n_wm = sum(t.numel() for t in wm.parameters())
     say(f"policy {args.policy}: {n_pol / 1e6:.2f}M params | world model {args.wm_size}: {n_wm / 1e6:.2f}M | "
         f"{len(dataset)} windows from {len(paths)} file(s) | image {image_size} | chunk {args.chunk}")
@@ -245,8 +245,6 @@ for step in bar:
     # that state is exactly what we just loaded)
     if master and (step % args.eval_every == 0 or last_step) and not (args.resume and step == step0):
         metrics = evaluate(step)
-        say(f"eval {step}: " + " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-        log.write(json.dumps({"step": step, "eval": metrics}) + "\n"); log.flush()
         save_checkpoint(ckpt_path, {
             "format_version": 1, "kind": "pretrain", "step": step, "config": config,
             "policy": policy.state_dict(), "policy_config": policy.config_dict(),
@@ -255,6 +253,8 @@ for step in bar:
             "obs_spec": {"cameras": list(policy_cfg["cameras"]), "state_keys": [], "image_size": image_size},
             "lang": {k: v.tolist() for k, v in dataset.lang.items()},
             "rng": {"torch": torch.get_rng_state()}})
+        say(f"eval {step}: " + " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()))  # after the save: it is on disk
+        log.write(json.dumps({"step": step, "eval": metrics}) + "\n"); log.flush()
     if last_step:
         break
 

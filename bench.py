@@ -1,0 +1,129 @@
+"""
+Throughput of each piece of lawm, as JSON: the numbers our speed goals are checked against
+(never timed assertions in tests: shared machines are noisy).
+
+    python bench.py                               # everything, CPU, writes bench.json
+    python bench.py --only wm,policy --device cuda --out bench_gpu.json
+    python bench.py --only toyworld,data --iters 3
+
+Groups:
+    toyworld  env steps/s with rendering at 64x64, one core
+    data      pretraining / finetuning windows/s served from toy episode files, one worker
+    wm        world-model forward+backward ms/step: 1m at 64x64 batch 16 x 10 steps; 12m at 128x128 batch 8
+    policy    BAKU and DP forward+backward ms/step at batch 32, 64 and 128 px, small and default widths
+    pretrain  one joint stage-1 step (small BAKU + 1m world model, 64 px, batch 32, chunk 10)
+Each timing is the median over --iters runs after one warm-up.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+p.add_argument("--only", default="toyworld,data,wm,policy,pretrain", help="comma list of groups to run")
+p.add_argument("--iters", type=int, default=10, help="timed repetitions per measurement (median reported)")
+p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+p.add_argument("--device", default="cpu", help="cpu | cuda")
+p.add_argument("--out", default="bench.json", help="where the JSON goes (also printed)")
+args = p.parse_args()
+if args.threads:
+    torch.set_num_threads(args.threads)
+device = torch.device(args.device)
+groups = args.only.split(",")
+results = {"device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+           "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def timed(fn):
+    """Median seconds of fn() over --iters runs, after a warm-up run."""
+    fn()
+    times = []
+    for _ in range(args.iters):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+if "toyworld" in groups:
+    import toyworld
+    env, rng = toyworld.ToyEnv("target", 64), np.random.default_rng(0)
+    acts = rng.uniform(-1, 1, (2000, 3))
+
+    def run_env():
+        env.reset(toyworld.TASKS[0], 0)
+        for a in acts:
+            if env.step(a)[2]:
+                env.reset(toyworld.TASKS[0], 1)
+    results["toyworld_steps_per_s"] = len(acts) / timed(run_env)
+
+if "data" in groups:
+    import subprocess
+    import sys
+    from data import DemoWindows, PretrainWindows
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data.py"), "toy",
+                        "--out", d, "--source_episodes", "100", "--target_demos", "3", "--source_demos", "10"],
+                       check=True, capture_output=True)
+        for name, ds in (("pretrain_windows_per_s", PretrainWindows([f"{d}/source_video.hdf5"], chunk=10)),
+                         ("demo_windows_per_s", DemoWindows([f"{d}/target_demos.hdf5"], chunk=10, state_keys=("state",)))):
+            idx = np.random.default_rng(0).integers(0, len(ds), 2000)
+            results[name] = len(idx) / timed(lambda: [ds[int(i)] for i in idx])
+
+if "wm" in groups:
+    from rssm import WorldModel, WorldModelConfig
+    for size, img, batch in (("1m", 64, 16), ("12m", 128, 8)):
+        wm = WorldModel(WorldModelConfig(size=size, image_size=img, action_dim=7), verbose=False).to(device)
+        frames = torch.rand(batch, 11, 3, img, img, device=device)  # (B, T+1, 3, H, W), 10-step windows
+        z = torch.randn(batch, 10, 7, device=device)
+
+        def step():
+            wm.zero_grad(set_to_none=True)
+            wm.loss(frames, z).loss.backward()
+        results[f"wm_{size}_{img}px_b{batch}_ms"] = 1000 * timed(step)
+
+if "policy" in groups:
+    from policies import POLICY_SIZES, make_policy
+    for kind in ("baku", "diffusion"):
+        for size in POLICY_SIZES:
+            for img in (64, 128):
+                pol = make_policy(dict(POLICY_SIZES[size][kind], kind=kind, chunk=10, out_dim=7, image_size=img,
+                                       cameras=("agentview",), state_dim=0)).to(device)
+                obs = {"agentview": torch.rand(32, 3, img, img, device=device), "lang": torch.randn(32, 384, device=device)}
+                acts, mask = torch.rand(32, 10, 7, device=device) * 2 - 1, torch.ones(32, 10, dtype=torch.bool, device=device)
+
+                def step():
+                    pol.zero_grad(set_to_none=True)
+                    pol.loss(obs, acts, mask).backward()
+                results[f"policy_{kind}_{size}_{img}px_b32_ms"] = 1000 * timed(step)
+
+if "pretrain" in groups:
+    from policies import POLICY_SIZES, make_policy
+    from rssm import WorldModel, WorldModelConfig
+    pol = make_policy(dict(POLICY_SIZES["small"]["baku"], kind="baku", chunk=10, out_dim=7, image_size=64,
+                           cameras=("agentview",), state_dim=0)).to(device)
+    wm = WorldModel(WorldModelConfig(size="1m", image_size=64, action_dim=7), verbose=False).to(device)
+    frames = torch.rand(32, 11, 3, 64, 64, device=device)  # (B, n+1, 3, H, W)
+    lang = torch.randn(32, 384, device=device)
+
+    def step():
+        pol.zero_grad(set_to_none=True); wm.zero_grad(set_to_none=True)
+        z = pol.latent({"agentview": frames[:, 0], "lang": lang})  # (B, n, 7)
+        wm.loss(frames, z, openloop_weight=1.0).loss.backward()
+    results["pretrain_step_small_baku_1m_64px_b32_ms"] = 1000 * timed(step)
+
+text = json.dumps(results, indent=1)
+print(text)
+with open(args.out + ".tmp", "w") as f:
+    f.write(text + "\n")
+os.replace(args.out + ".tmp", args.out)

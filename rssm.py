@@ -1,0 +1,309 @@
+"""DreamerV3-style categorical RSSM world model for LAWM pretraining.
+
+The world model turns a window of frames and the policy's latent actions into a loss. Its gradient
+flows into the latent actions (nothing is detached or zeroed), which is how the policy learns.
+
+    wm = WorldModel(WorldModelConfig(size="1m", image_size=64, action_dim=7))
+    out = wm.loss(frames, actions)         # frames (B, T+1, 3, H, W) in [0,1]; actions (B, T, A)
+    out.loss.backward(); out.metrics       # scalar; {"recon", "kl_dyn", "kl_rep", "kl", ...}
+    video = wm.openloop(frames[:, :c], actions)   # (B, T-c+1, 3, H, W): imagined frames c..T
+
+Action alignment: frames t..t+T and latents z_t..z_{t+T-1}; z_{t+k} drives frame t+k -> t+k+1.
+The first posterior comes from the learned initial state h0 and frame t; then z_k advances the GRU
+before the posterior of frame k+1. (The authors' release zeroes z_t at the reset: not here.)
+
+Loss per frame, averaged over (B, T+1):
+    recon = sum over pixels of (decoded - frame)^2
+    kl_dyn = dyn_scale * max(free, KL(sg(post) || prior))   trains the prior (dynamics)
+    kl_rep = rep_scale * max(free, KL(post || sg(prior)))   keeps the posterior predictable
+KL is summed over the S categoricals. Optional `openloop_weight` adds the same squared error for
+frames 1..T predicted from the first posterior through the PRIOR alone under the actions: without it
+the posterior can explain every frame and the latents get ignored (the dyn KL then sits at the
+free-bits floor; the `kl_floor` metric shows how often).
+
+Metrics (detached scalars): recon, kl_dyn, kl_rep (the terms above: loss = recon + kl_dyn + kl_rep
++ openloop_weight * openloop); kl (raw KL(post || prior) in nats, before free bits); prior_entropy,
+post_entropy (nats, summed over S); kl_floor (fraction of transitions 1..T whose KL is at or below
+the free bits: near 1 means the latents may be ignored); openloop (only when openloop_weight > 0).
+
+Presets are named by the world model's own parameter count at 128x128 (A=7) and use DreamerV3's
+widths unchanged. Two choices keep the counts near the names: the GRU is DreamerV3's block-diagonal
+one (8 blocks; the release's dense GRU makes its "50m" 116M), and the conv channels stop growing at
+8*depth (DreamerV3's 64px widths), so a 128px decoder's first linear layer does not double.
+
+`python rssm.py` builds the 1m model on zeros, prints shapes and the parameter count of each preset.
+
+Symbols: B batch, T transitions in a window (T+1 frames), N = B*(T+1) images in one conv call,
+H = W image side, E encoder output size, D deterministic size, G GRU blocks, S categoricals,
+K classes, Z = S*K, F = D + Z feature size, I hidden width, A action size.
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# name: (deter D, GRU blocks G, categoricals S, classes K, cnn depth, hidden I)
+PRESETS = {
+    "1m": (512, 8, 4, 32, 4, 64),
+    "12m": (2048, 8, 16, 32, 16, 256),
+    "25m": (3072, 8, 24, 32, 24, 384),
+    "50m": (4096, 8, 32, 32, 32, 512),
+    "100m": (6144, 8, 48, 32, 48, 768),
+    "200m": (8192, 8, 64, 32, 64, 1024),
+    "400m": (12288, 8, 96, 32, 96, 1536),
+}
+
+
+@dataclass
+class WorldModelConfig:
+    size: str = "1m"  # preset in PRESETS, named by parameter count at 128x128
+    image_size: int = 64  # H = W, a power of two >= 16 (the convs go down to 4x4)
+    action_dim: int = 7  # A: latent action size (the policy's output size)
+    free_nats: float = 1.0  # free bits: each KL term is clamped below at this many nats per step
+    dyn_scale: float = 0.5  # weight of KL(sg(post) || prior): moves the prior only
+    rep_scale: float = 0.1  # weight of KL(post || sg(prior)): moves the posterior only
+    unimix: float = 0.01  # uniform share mixed into every categorical: no class prob below unimix/K
+
+
+@dataclass
+class LossOut:
+    loss: torch.Tensor  # scalar to backpropagate
+    metrics: dict  # name -> detached scalar tensor
+
+
+def dense(i, o):
+    """Linear -> LayerNorm -> SiLU (no bias: the norm would remove it)."""
+    return nn.Sequential(nn.Linear(i, o, bias=False), nn.LayerNorm(o), nn.SiLU())
+
+
+def conv_widths(depth, image_size):
+    """Channels of the stride-2 stages: depth 4 at 64px -> [4, 8, 16, 32] at 32, 16, 8, 4 px; 128px adds 32."""
+    stages = int(math.log2(image_size)) - 2
+    assert image_size >= 16 and 2 ** (stages + 2) == image_size, f"image_size {image_size}: need a power of two >= 16"
+    return [depth * 2 ** min(i, 3) for i in range(stages)]  # capped at 8*depth, DreamerV3's 64px widths
+
+
+class Encoder(nn.Module):
+    """(N, 3, H, W) in [0,1] -> (N, E): stride-2 convs k4 down to 4x4, then flatten.
+
+    Norm = LayerNorm over each image's (C, H, W) map (GroupNorm with one group). DreamerV3 normalises
+    each pixel's channels instead: with the 1m preset's 4 channels that discards half of every pixel,
+    and it is ~30x slower on CPU (millions of 4-element rows)."""
+
+    def __init__(self, depth, image_size):
+        super().__init__()
+        layers, c = [], 3
+        for w in conv_widths(depth, image_size):
+            layers += [nn.Conv2d(c, w, 4, 2, 1, bias=False), nn.GroupNorm(1, w), nn.SiLU()]
+            c = w
+        self.net = nn.Sequential(*layers, nn.Flatten())  # (N, C*4*4) flattened C, H, W
+        self.out_dim = c * 16
+
+    def forward(self, x):  # (N, 3, H, W) -> (N, E)
+        # centre the pixels; channels-last memory makes these convs ~10% faster on CPU
+        x = (x - 0.5).contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    """(N, F) -> (N, 3, H, W): linear to 4x4, transposed convs k4 s2 up to H; mean of a unit Gaussian."""
+
+    def __init__(self, feat, depth, image_size):
+        super().__init__()
+        widths = conv_widths(depth, image_size)[::-1] + [3]  # e.g. [32, 16, 8, 4, 3]
+        self.c0 = widths[0]
+        self.inp = nn.Linear(feat, 16 * self.c0)
+        layers = []
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            last = i == len(widths) - 2
+            layers.append(nn.ConvTranspose2d(a, b, 4, 2, 1, bias=last))
+            layers += [] if last else [nn.GroupNorm(1, b), nn.SiLU()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, feat):
+        x = self.inp(feat).unflatten(-1, (self.c0, 4, 4))  # (N, C, 4, 4)
+        x = x.contiguous(memory_format=torch.channels_last)  # as in the encoder
+        return self.net(x) + 0.5  # no sigmoid (as DreamerV3): the squared error stays well-scaled
+
+
+class BlockLinear(nn.Module):
+    """G independent linear maps (B, G, i) -> (B, G, o): a block-diagonal weight, G-fold fewer parameters."""
+
+    def __init__(self, blocks, i, o):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(blocks, i, o))  # (G, i, o)
+        nn.init.uniform_(self.weight, -i**-0.5, i**-0.5)  # nn.Linear's default range
+
+    def forward(self, x):
+        return torch.einsum("bgi,gio->bgo", x, self.weight)
+
+
+class BlockGRU(nn.Module):
+    """DreamerV3's GRU: G blocks of D/G units; each block sees its own slice of h plus the shared input x
+    through a normed hidden layer, then its gates (LayerNorm on the gates, as the release)."""
+
+    def __init__(self, inp, deter, blocks):
+        super().__init__()
+        self.G, d = blocks, deter // blocks
+        self.hid, self.hid_norm = BlockLinear(blocks, d + inp, d), nn.LayerNorm(deter)
+        self.gates, self.gate_norm = BlockLinear(blocks, d, 3 * d), nn.LayerNorm(3 * deter)
+
+    def forward(self, h, x):  # h (B, D), x (B, I') -> (B, D)
+        B, G = h.shape[0], self.G
+        hx = torch.cat([h.view(B, G, -1), x[:, None].expand(B, G, x.shape[-1])], -1)  # (B, G, D/G + I')
+        y = F.silu(self.hid_norm(self.hid(hx).reshape(B, -1))).view(B, G, -1)  # (B, G, D/G)
+        gates = self.gate_norm(self.gates(y).reshape(B, -1)).view(B, G, 3, -1)  # (B, G, 3, D/G)
+        reset, cand, update = [g.reshape(B, -1) for g in gates.unbind(2)]  # 3x (B, D)
+        cand = torch.tanh(torch.sigmoid(reset) * cand)  # reset scales a pre-activation that holds h
+        update = torch.sigmoid(update - 1)  # bias towards keeping h
+        return update * cand + (1 - update) * h
+
+
+def sample(logp):
+    """(..., S, K) log-probs -> one-hot samples with straight-through gradient (exact one-hots forward)."""
+    noise = -torch.log(-torch.log(torch.rand_like(logp)))  # Gumbel-max draws one class per categorical
+    onehot = F.one_hot((logp + noise).argmax(-1), logp.shape[-1]).to(logp.dtype)
+    probs = logp.exp()
+    return onehot + (probs - probs.detach())  # forward: exactly onehot (x - x = 0); backward: d/d probs
+
+
+def kl_balance(post, prior, free):
+    """(..., S, K) log-probs -> (dyn, rep, kl), each (...): the free-bits-clamped terms and the raw KL.
+
+    Both terms have the same value KL(post || prior), summed over the S categoricals; the
+    stop-gradients decide who moves: dyn trains the prior towards the posterior, rep the reverse."""
+    kl = lambda p, q: (p.exp() * (p - q)).sum((-2, -1))  # KL(p || q) of S independent categoricals
+    dyn = kl(post.detach(), prior)
+    rep = kl(post, prior.detach())
+    return dyn.clamp(min=free), rep.clamp(min=free), dyn.detach()
+
+
+class WorldModel(nn.Module):
+    def __init__(self, cfg: WorldModelConfig, verbose: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        D, G, self.S, self.K, depth, I = PRESETS[cfg.size]
+        Z = self.S * self.K
+        self.encoder = Encoder(depth, cfg.image_size)
+        self.decoder = Decoder(D + Z, depth, cfg.image_size)
+        self.h0 = nn.Parameter(torch.zeros(1, D))  # learned initial deterministic state (through tanh)
+        # GRU input = normed embeddings of h, stoch and action (as DreamerV3): the 7-D action is not
+        # drowned out by the D + Z other inputs, and the h embedding mixes information across blocks
+        self.in_deter, self.in_stoch, self.in_act = dense(D, I), dense(Z, I), dense(cfg.action_dim, I)
+        self.gru = BlockGRU(3 * I, D, G)
+        self.prior_net = nn.Sequential(dense(D, I), nn.Linear(I, Z))  # h -> prior logits
+        # posterior from h and the frame embedding; the embedding half is applied to all frames at once
+        self.post_h = nn.Linear(D, I, bias=False)
+        self.post_e = nn.Linear(self.encoder.out_dim, I, bias=False)
+        self.post_out = nn.Sequential(nn.LayerNorm(I), nn.SiLU(), nn.Linear(I, Z))
+        if verbose:
+            n = sum(p.numel() for p in self.parameters())
+            print(f"world model {cfg.size} at {cfg.image_size}px: {n / 1e6:.2f}M parameters")
+
+    def logprobs(self, logits):
+        """(..., Z) raw logits -> (..., S, K) log-probs after the unimix."""
+        p = logits.float().unflatten(-1, (self.S, self.K)).softmax(-1)  # float32 even under autocast
+        return ((1 - self.cfg.unimix) * p + self.cfg.unimix / self.K).log()
+
+    def act_embed(self, actions):
+        """(..., A) -> (..., I). DreamerV3 divides by max(1, |a|) without gradient: big actions are bounded."""
+        return self.in_act(actions / actions.detach().abs().clamp(min=1))
+
+    def initial(self, batch):
+        """Learned initial h0 (B, D): the state the first posterior (frame t) is computed from."""
+        return torch.tanh(self.h0).expand(batch, -1)
+
+    def transition(self, h, stoch, a_emb):
+        """One GRU step: h_k (B, D), stoch_k (B, S, K), embedded action a_k (B, I) -> h_{k+1} (B, D)."""
+        x = torch.cat([self.in_deter(h), self.in_stoch(stoch.flatten(1)), a_emb], -1)  # (B, 3I)
+        return self.gru(h, x)
+
+    def posterior(self, h, e_emb):
+        """h (B, D), projected frame embedding post_e(embed) (B, I) -> log-probs (B, S, K)."""
+        return self.logprobs(self.post_out(self.post_h(h) + e_emb))
+
+    def observe(self, frames, actions):
+        """Posterior rollout. frames (B, T+1, 3, H, W), actions (B, T, A) ->
+        dict deter (B, T+1, D), stoch (B, T+1, S, K), post and prior log-probs (B, T+1, S, K)."""
+        B, T1 = frames.shape[:2]
+        assert actions.shape[1] == T1 - 1, f"need T actions for T+1 frames, got {actions.shape[1]} for {T1}"
+        e_emb = self.post_e(self.encoder(frames.flatten(0, 1))).unflatten(0, (B, T1))  # (B, T+1, I)
+        a_emb = self.act_embed(actions)  # (B, T, I)
+        h, hs, zs, posts = self.initial(B), [], [], []
+        for k in range(T1):
+            if k > 0:
+                h = self.transition(h, zs[-1], a_emb[:, k - 1])  # z_{k-1} drives frame k-1 -> k
+            posts.append(self.posterior(h, e_emb[:, k]))  # (B, S, K)
+            zs.append(sample(posts[-1]))
+            hs.append(h)
+        deter = torch.stack(hs, 1)  # (B, T+1, D)
+        prior = self.logprobs(self.prior_net(deter))  # (B, T+1, S, K), all steps in one call
+        return dict(deter=deter, stoch=torch.stack(zs, 1), post=torch.stack(posts, 1), prior=prior)
+
+    def imagine(self, state, actions):
+        """Prior rollout. state: deter (B, D), stoch (B, S, K); actions (B, T, A) ->
+        dict deter (B, T, D), stoch (B, T, S, K), prior (B, T, S, K) for the T next frames."""
+        a_emb = self.act_embed(actions)  # (B, T, I)
+        h, z, hs, zs, priors = state["deter"], state["stoch"], [], [], []
+        for k in range(actions.shape[1]):
+            h = self.transition(h, z, a_emb[:, k])
+            priors.append(self.logprobs(self.prior_net(h)))  # (B, S, K)
+            z = sample(priors[-1])
+            hs.append(h)
+            zs.append(z)
+        return dict(deter=torch.stack(hs, 1), stoch=torch.stack(zs, 1), prior=torch.stack(priors, 1))
+
+    def decode(self, states):
+        """deter (B, T, D), stoch (B, T, S, K) -> images (B, T, 3, H, W), all steps in one call."""
+        feat = torch.cat([states["deter"], states["stoch"].flatten(2)], -1)  # (B, T, F)
+        return self.decoder(feat.flatten(0, 1)).unflatten(0, feat.shape[:2]).float()
+
+    @torch.no_grad()
+    def openloop(self, frames_context, actions):
+        """Imagined frames for pictures (no gradient). frames_context (B, c, 3, H, W) are frames 0..c-1,
+        actions (B, T, A) with T >= c -> (B, T-c+1, 3, H, W) in [0,1]: frames c..T from the prior alone."""
+        c = frames_context.shape[1]
+        assert actions.shape[1] >= c, f"{c} context frames need at least {c} actions, got {actions.shape[1]}"
+        st = self.observe(frames_context, actions[:, : c - 1])
+        start = dict(deter=st["deter"][:, -1], stoch=st["stoch"][:, -1])
+        return self.decode(self.imagine(start, actions[:, c - 1 :])).clamp(0, 1)
+
+    def loss(self, frames, actions, openloop_weight: float = 0.0) -> LossOut:
+        """frames (B, T+1, 3, H, W) float in [0,1], actions (B, T, A) -> LossOut (see module docstring)."""
+        assert frames.is_floating_point(), "frames must be float in [0,1] (uint8 / 255)"
+        cfg, frames = self.cfg, frames.float()
+        st = self.observe(frames, actions)
+        recon = (self.decode(st) - frames).square().sum((2, 3, 4))  # (B, T+1)
+        dyn, rep, kl = kl_balance(st["post"], st["prior"], cfg.free_nats)  # (B, T+1) each
+        loss = (recon + cfg.dyn_scale * dyn + cfg.rep_scale * rep).mean()
+        ent = lambda logp: -(logp.exp() * logp).sum((-2, -1)).mean()  # summed over the S categoricals
+        m = dict(recon=recon.mean(), kl_dyn=cfg.dyn_scale * dyn.mean(), kl_rep=cfg.rep_scale * rep.mean(),
+                 kl=kl.mean(), prior_entropy=ent(st["prior"]), post_entropy=ent(st["post"]),
+                 kl_floor=(kl[:, 1:] <= cfg.free_nats).float().mean())  # transitions only: frame 0 has no z
+        if openloop_weight > 0:
+            start = dict(deter=st["deter"][:, 0], stoch=st["stoch"][:, 0])  # first posterior state
+            imagined = self.decode(self.imagine(start, actions))  # (B, T, 3, H, W) frames 1..T
+            m["openloop"] = (imagined - frames[:, 1:]).square().sum((2, 3, 4)).mean()
+            loss = loss + openloop_weight * m["openloop"]
+        return LossOut(loss, {k: v.detach() for k, v in m.items()})
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    wm = WorldModel(WorldModelConfig(size="1m", image_size=64, action_dim=7))
+    frames, actions = torch.zeros(2, 11, 3, 64, 64), torch.zeros(2, 10, 7)  # B=2, T=10
+    st = wm.observe(frames, actions)
+    print({k: tuple(v.shape) for k, v in st.items()})
+    out = wm.loss(frames, actions, openloop_weight=1.0)
+    print("loss", round(out.loss.item(), 2), {k: round(v.item(), 3) for k, v in out.metrics.items()})
+    print("openloop", tuple(wm.openloop(frames[:, :3], actions).shape))
+    print("preset  deter blocks stoch  depth hidden  params@128  params@64")
+    for name, (D, G, S, K, depth, I) in PRESETS.items():
+        n = []
+        for size in (128, 64):
+            with torch.device("meta"):  # counts without allocating memory
+                big = WorldModel(WorldModelConfig(size=name, image_size=size), verbose=False)
+            n.append(sum(p.numel() for p in big.parameters()))
+        print(f"{name:6s} {D:6d} {G:6d} {S:3d}x{K:<3d} {depth:5d} {I:6d}  {n[0] / 1e6:9.2f}M  {n[1] / 1e6:8.2f}M")

@@ -1,0 +1,256 @@
+"""Tests of the world model (rssm.py). Run: OMP_NUM_THREADS=1 python -m pytest tests/test_rssm.py -q
+
+All on CPU except the bf16 autocast test, which needs CUDA. The training test uses toy-world windows
+when toyworld.py is importable, else synthetic moving squares.
+"""
+import dataclasses
+
+import pytest
+import torch
+from torch.distributions import Independent, OneHotCategorical, kl_divergence
+
+import rssm  # the repository root is on sys.path through tests/conftest.py
+from rssm import PRESETS, WorldModel, WorldModelConfig
+
+
+def make(size="1m", image_size=16, action_dim=3, seed=0):
+    torch.manual_seed(seed)
+    return WorldModel(WorldModelConfig(size=size, image_size=image_size, action_dim=action_dim), verbose=False)
+
+
+def batch(B=2, T=4, H=16, A=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(B, T + 1, 3, H, H, generator=g), torch.rand(B, T, A, generator=g) * 2 - 1
+
+
+def test_observe_equals_loop_of_single_steps():
+    wm = make()
+    frames, actions = batch()
+    B, T1 = frames.shape[:2]
+    torch.manual_seed(1)
+    st = wm.observe(frames, actions)
+    # the time-independent projections run once per window, as in observe (a matmul over B*(T+1)
+    # rows may round differently from one over B rows, so per-frame calls are checked to tolerance)
+    e_emb = wm.post_e(wm.encoder(frames.flatten(0, 1))).unflatten(0, (B, T1))  # (B, T+1, I)
+    a_emb = wm.act_embed(actions)  # (B, T, I)
+    torch.testing.assert_close(e_emb[:, 1], wm.post_e(wm.encoder(frames[:, 1])))
+    torch.testing.assert_close(a_emb[:, 1], wm.act_embed(actions[:, 1]))
+    torch.manual_seed(1)
+    h = wm.initial(B)
+    for k in range(T1):
+        if k > 0:
+            h = wm.transition(h, z, a_emb[:, k - 1])
+        post = wm.posterior(h, e_emb[:, k])
+        z = rssm.sample(post)
+        prior = wm.logprobs(wm.prior_net(h))
+        for name, ref in (("deter", h), ("stoch", z), ("post", post)):
+            torch.testing.assert_close(st[name][:, k], ref, atol=0, rtol=0, msg=f"{name} at step {k}")
+        torch.testing.assert_close(st["prior"][:, k], prior)  # batched over steps in observe
+
+
+def test_action_k_drives_frame_k_to_k_plus_1():
+    wm = make()
+    frames, actions = batch(T=4)
+    torch.manual_seed(3)
+    a = wm.observe(frames, actions)
+    changed = actions.clone()
+    changed[:, 2] += 0.5  # z_2 drives frame 2 -> 3
+    torch.manual_seed(3)
+    b = wm.observe(frames, changed)
+    assert torch.equal(a["deter"][:, :3], b["deter"][:, :3])  # frames 0..2 untouched
+    assert not torch.allclose(a["deter"][:, 3], b["deter"][:, 3])  # frame 3 moves
+
+
+def reference_kl(post, prior, free):
+    dist = lambda logp: Independent(OneHotCategorical(logits=logp), 1)  # S categoricals per step
+    dyn = kl_divergence(dist(post.detach()), dist(prior))
+    rep = kl_divergence(dist(post), dist(prior.detach()))
+    free = torch.tensor(free)
+    return torch.maximum(dyn, free), torch.maximum(rep, free)
+
+
+def test_kl_balance_matches_torch_distributions_values_and_gradients():
+    g = torch.Generator().manual_seed(0)
+    post_raw = torch.randn(64, 4, 8, generator=g).requires_grad_()  # leaves: raw logits, 64 steps, S=4, K=8
+    prior_raw = torch.randn(64, 4, 8, generator=g).requires_grad_()
+    post, prior = post_raw.log_softmax(-1), prior_raw.log_softmax(-1)
+    kls = kl_divergence(Independent(OneHotCategorical(logits=post), 1), Independent(OneHotCategorical(logits=prior), 1))
+    free = kls.sort().values[31:33].mean().item()  # half the steps clamped, none exactly at the floor
+    dyn, rep, kl = rssm.kl_balance(post, prior, free)
+    ref_dyn, ref_rep = reference_kl(post, prior, free)
+    torch.testing.assert_close(dyn, ref_dyn)
+    torch.testing.assert_close(rep, ref_rep)
+    assert 0 < (kl <= free).float().mean() < 1
+    w = torch.randn(64, generator=g)  # a random weighting so every step's gradient is checked
+    for ours, ref, moves, fixed in ((dyn, ref_dyn, prior_raw, post_raw), (rep, ref_rep, post_raw, prior_raw)):
+        g_ours = torch.autograd.grad((w * ours).sum(), (moves, fixed), retain_graph=True, allow_unused=True)
+        g_ref = torch.autograd.grad((w * ref).sum(), (moves,), retain_graph=True)[0]
+        torch.testing.assert_close(g_ours[0], g_ref)
+        assert g_ours[0].abs().sum() > 0
+        assert g_ours[1] is None or g_ours[1].abs().sum() == 0  # the stop-gradient side never moves
+
+
+def test_loss_equals_reference_built_from_observe():
+    wm = make()
+    frames, actions = batch()
+    cfg = wm.cfg
+    torch.manual_seed(5)
+    out = wm.loss(frames, actions)
+    torch.manual_seed(5)
+    st = wm.observe(frames, actions)
+    recon = (wm.decode(st) - frames).square().sum((2, 3, 4))
+    dyn, rep = reference_kl(st["post"], st["prior"], cfg.free_nats)
+    total = (recon + cfg.dyn_scale * dyn + cfg.rep_scale * rep).mean()
+    torch.testing.assert_close(out.loss, total)
+    torch.testing.assert_close(out.metrics["recon"], recon.mean())
+    torch.testing.assert_close(out.metrics["kl_dyn"], cfg.dyn_scale * dyn.mean())
+    assert set(out.metrics) == {"recon", "kl_dyn", "kl_rep", "kl", "prior_entropy", "post_entropy", "kl_floor"}
+    assert all(not v.requires_grad for v in out.metrics.values())
+
+
+def test_every_latent_action_gets_gradient():
+    wm = make()
+    frames, actions = batch(B=3, T=5)
+    actions.requires_grad_()
+    wm.loss(frames, actions).loss.backward()
+    per_action = actions.grad.abs().sum(-1)  # (B, T)
+    assert (per_action > 0).all(), per_action
+
+
+def test_unimix_floor_and_exact_one_hot_samples():
+    wm = make()
+    K = wm.K
+    logits = torch.randn(5, wm.S * K) * 1e4  # extreme logits: softmax is one-hot before the mix
+    probs = wm.logprobs(logits).exp()
+    assert probs.min() >= wm.cfg.unimix / K * (1 - 1e-5)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(5, wm.S))
+    frames, actions = batch()
+    st = wm.observe(frames, actions)
+    assert st["post"].exp().min() >= wm.cfg.unimix / K * (1 - 1e-5)
+    z = st["stoch"]
+    assert ((z == 0) | (z == 1)).all() and (z.sum(-1) == 1).all()
+    assert z.requires_grad  # straight-through: gradient flows through the one-hots
+
+
+def toy_windows(T, H):
+    """4 windows (frames (4, T+1, 3, H, H) in [0,1], actions (4, T, 3)) from the toy world."""
+    import toyworld
+
+    frames, actions = [], []
+    for i in range(4):
+        ep = toyworld.rollout_expert(toyworld.TASKS[i % len(toyworld.TASKS)], seed=i, image_size=H)
+        assert len(ep["actions"]) >= T + 1, "toy episode shorter than the window"
+        frames.append(torch.from_numpy(ep["frames"][: T + 1]).permute(0, 3, 1, 2).float() / 255)
+        actions.append(torch.from_numpy(ep["actions"][:T]))
+    return torch.stack(frames), torch.stack(actions)
+
+
+def square_windows(T, H):
+    """4 windows of a coloured 12x12 square on grey, moved 4 px per unit action (dx, dy, unused)."""
+    g = torch.Generator().manual_seed(0)
+    actions = torch.rand(4, T, 3, generator=g) * 2 - 1
+    frames = torch.full((4, T + 1, 3, H, H), 0.4)
+    for b in range(4):
+        pos = torch.randint(12, H - 24, (2,), generator=g).float()
+        colour = torch.rand(3, generator=g)
+        for t in range(T + 1):
+            x, y = pos.round().long().tolist()
+            frames[b, t, :, y : y + 12, x : x + 12] = colour[:, None, None]
+            if t < T:
+                pos = (pos + 4 * actions[b, t, :2]).clamp(0, H - 12)
+    return frames, actions
+
+
+def test_training_cuts_reconstruction_by_half():
+    T, H = 6, 64
+    try:
+        frames, actions = toy_windows(T, H)
+    except ImportError:
+        frames, actions = square_windows(T, H)
+    wm = make(image_size=H)
+    opt = torch.optim.Adam(wm.parameters(), lr=1e-3)
+    torch.manual_seed(0)
+    first = wm.loss(frames, actions).metrics["recon"]
+    for _ in range(200):
+        out = wm.loss(frames, actions)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    torch.manual_seed(0)
+    last = wm.loss(frames, actions).metrics["recon"]
+    assert last <= 0.5 * first, (first.item(), last.item())
+
+
+def test_deterministic_under_fixed_seed():
+    frames, actions = batch()
+    outs = []
+    for _ in range(2):
+        wm = make(seed=7)
+        torch.manual_seed(8)
+        out = wm.loss(frames, actions, openloop_weight=0.5)
+        out.loss.backward()
+        outs.append((out.loss, [p.grad for p in wm.parameters()]))
+    assert torch.equal(outs[0][0], outs[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(outs[0][1], outs[1][1]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 autocast is for CUDA")
+def test_bf16_autocast_on_cuda():
+    wm = make(image_size=64).cuda()
+    frames, actions = (x.cuda() for x in batch(H=64))
+    actions.requires_grad_()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = wm.loss(frames, actions, openloop_weight=1.0)
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert torch.isfinite(actions.grad).all() and (actions.grad.abs().sum(-1) > 0).all()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        video = wm.openloop(frames[:, :2], actions)
+    assert video.shape == (2, 3, 3, 64, 64) and torch.isfinite(video).all()
+
+
+def test_preset_parameter_counts_match_names():
+    for name in PRESETS:
+        with torch.device("meta"):  # no memory for the big presets
+            wm = WorldModel(WorldModelConfig(size=name, image_size=128, action_dim=7), verbose=False)
+        n = sum(p.numel() for p in wm.parameters())
+        target = float(name[:-1]) * 1e6
+        assert 0.7 * target <= n <= 1.3 * target, f"{name}: {n / 1e6:.1f}M"
+
+
+@pytest.mark.parametrize("H", [16, 32, 64, 128])
+def test_encoder_decoder_shapes(H):
+    wm = make(image_size=H)
+    D, G, S, K, depth, hidden = PRESETS["1m"]
+    embed = wm.encoder(torch.zeros(2, 3, H, H))
+    assert embed.shape == (2, 16 * rssm.conv_widths(depth, H)[-1]) == (2, wm.encoder.out_dim)
+    assert wm.decoder(torch.zeros(2, D + S * K)).shape == (2, 3, H, H)
+    cfg = WorldModelConfig(size="1m", image_size=H)
+    assert WorldModelConfig(**dataclasses.asdict(cfg)) == cfg
+
+
+def test_bad_image_size_is_refused():
+    with pytest.raises(AssertionError, match="power of two"):
+        make(image_size=48)
+
+
+def test_openloop_shapes_range_metric_and_action_gradient():
+    wm = make()
+    frames, actions = batch(B=2, T=5)
+    video = wm.openloop(frames[:, :2], actions)  # context frames 0, 1 -> imagined frames 2..5
+    assert video.shape == (2, 4, 3, 16, 16) and video.min() >= 0 and video.max() <= 1
+    assert wm.openloop(frames[:, :1], actions).shape == (2, 5, 3, 16, 16)
+    actions.requires_grad_()
+    torch.manual_seed(2)
+    with_ol = wm.loss(frames, actions, openloop_weight=1.0)
+    torch.manual_seed(2)
+    without = wm.loss(frames, actions)  # same draws for the posterior rollout
+    assert "openloop" in with_ol.metrics and "openloop" not in without.metrics
+    torch.manual_seed(2)  # reference: the prior alone from the first posterior state, scored on 1..T
+    st = wm.observe(frames, actions)
+    imagined = wm.decode(wm.imagine(dict(deter=st["deter"][:, 0], stoch=st["stoch"][:, 0]), actions))
+    ref = (imagined - frames[:, 1:]).square().sum((2, 3, 4)).mean()
+    torch.testing.assert_close(with_ol.metrics["openloop"], ref.detach())
+    torch.testing.assert_close(with_ol.loss - without.loss, with_ol.metrics["openloop"])
+    grad = torch.autograd.grad(with_ol.loss - without.loss, actions)[0]  # the open-loop term alone
+    assert (grad.abs().sum(-1) > 0).all(), grad
