@@ -41,7 +41,7 @@ p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_clas
 # data
 p.add_argument("--data", default="toy", help="toy (data/toy/target_demos.hdf5) | a directory of *.hdf5 episode files | one file")
 p.add_argument("--frame_skip", type=int, default=1, help="use every k-th step of the demos")
-p.add_argument("--cameras", default="agentview", help="comma list of cameras (agentview, wrist); with --init: the checkpoint's")
+p.add_argument("--cameras", default="agentview", help="comma list of cameras the policy sees (agentview, wrist); with --init a subset of the policy's")
 p.add_argument("--state_keys", default="", help="comma list of proprio keys under obs/ (e.g. ee_states,gripper_states); empty = none")
 p.add_argument("--aug_shift", type=int, default=4, help="random-shift augmentation in pixels (pad and crop; 0 = off)")
 p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
@@ -106,11 +106,14 @@ if args.init:
         init = load_checkpoint(args.init)
     except CheckpointError as e:
         fail(e)
-    cameras = init["obs_spec"]["cameras"]
     chunk = init["policy_config"]["chunk"]
+    # the policy skips absent inputs explicitly, so any subset of the cameras it was built for works
+    unknown = set(args.cameras.split(",")) - set(init["policy_config"]["cameras"])
+    if unknown:
+        fail(f"{args.init}: policy_config.cameras: expected a superset of --cameras {args.cameras}, got {init['policy_config']['cameras']}")
 else:
-    cameras = args.cameras.split(",")
     chunk = args.chunk or (10 if args.policy == "baku" else 16)
+cameras = args.cameras.split(",")
 state_keys = [k for k in args.state_keys.split(",") if k]
 
 # -------------------------------------------------------------------------------------------------
@@ -231,7 +234,7 @@ if master:
     os.makedirs(args.out_dir, exist_ok=True)
     log = open(os.path.join(args.out_dir, "log.jsonl"), "a")
 batches = iter(loader)
-bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master, desc="finetune")
+bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master, desc="finetune", mininterval=2)
 t_last = time.time()
 for step in bar:
     last_step = step == args.max_steps

@@ -237,7 +237,7 @@ if master:
     os.makedirs(args.out_dir, exist_ok=True)
     log = open(os.path.join(args.out_dir, "log.jsonl"), "a")
 batches = iter(loader)
-bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master, desc="pretrain")
+bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master, desc="pretrain", mininterval=2)
 t_last = time.time()
 for step in bar:
     last_step = step == args.max_steps

@@ -140,25 +140,51 @@ def test_finetune_from_scratch_diffusion_and_supervised_baseline(work):
     assert a.keys() == b.keys()
 
 
-def test_resume_matches_uninterrupted_run(work):
-    args = [*TINY_WM, "--chunk", "4", "--max_steps", "40", "--eval_every", "4", "--seed", "3"]
-    run(work, "pretrain.py", *args, "--out_dir", "full")
+@pytest.mark.parametrize("script", ["pretrain.py", "finetune.py"])
+def test_resume_matches_uninterrupted_run(work, script):
+    tiny = TINY_WM if script == "pretrain.py" else ["--batch_size", "4", "--log_every", "1", "--warmup", "2"]
+    args = [*tiny, "--chunk", "4", "--max_steps", "40", "--eval_every", "4", "--seed", "3"]
+    run(work, script, *args, "--out_dir", f"full_{script}")
     # start the same run, kill it right after its step-8 checkpoint, then resume
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "pretrain.py"), *args, "--out_dir", "part"],
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, script), *args, "--out_dir", f"part_{script}"],
                             cwd=work, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
         if line.startswith("eval 8"):
             break
     proc.kill(); proc.wait()
-    saved = load(work / "part" / "ckpt.pt")["step"]
+    saved = load(work / f"part_{script}" / "ckpt.pt")["step"]
     assert 8 <= saved < 40
-    r = run(work, "pretrain.py", *args, "--out_dir", "part", "--resume")
+    r = run(work, script, *args, "--out_dir", f"part_{script}", "--resume")
     assert f"resumed" in r.stdout + r.stderr
-    a, b = load(work / "full" / "ckpt.pt"), load(work / "part" / "ckpt.pt")
+    a, b = load(work / f"full_{script}" / "ckpt.pt"), load(work / f"part_{script}" / "ckpt.pt")
     assert a["step"] == b["step"] == 40
-    for part in ("policy", "world_model"):
+    for part in ("policy", "world_model") if script == "pretrain.py" else ("policy",):
         for k in a[part]:
             torch.testing.assert_close(a[part][k], b[part][k], rtol=0, atol=1e-6)
+
+
+def test_proprio_and_wrist_inputs_through_all_stages(work):
+    # a policy pretrained on video (agentview only) with room for stage-2 proprio and a wrist camera
+    run(work, "pretrain.py", *TINY_WM, "--policy", "diffusion", "--policy_size", "small", "--chunk", "4",
+        "--cameras", "agentview,wrist", "--state_dim", "3", "--max_steps", "1", "--out_dir", "pt_state",
+        "--data", "toy", "--num_workers", "1")
+    pc = load(work / "pt_state" / "ckpt.pt")["policy_config"]
+    assert pc["state_dim"] == 3 and list(pc["cameras"]) == ["agentview", "wrist"]
+    # toy demos have no wrist camera: the policy uses what the data has, and proprio from obs/state
+    r = run(work, "finetune.py", "--init", "pt_state/ckpt.pt", "--state_keys", "state", "--max_steps", "1",
+            "--out_dir", "ft_state", "--batch_size", "4", "--cameras", "agentview")
+    ck = load(work / "ft_state" / "ckpt.pt")
+    assert ck["obs_spec"]["state_keys"] == ["state"] and ck["obs_spec"]["cameras"] == ["agentview"]
+    run(work, "evaluate.py", "--ckpt", "ft_state/ckpt.pt", "--episodes", "1", "--tasks", _two_tasks()[0], "--max_steps", "3", "--gifs", "0")
+    # without the proprio the checkpoint was built for, finetuning refuses with one line
+    r = run(work, "finetune.py", "--init", "pt_state/ckpt.pt", "--max_steps", "0", "--out_dir", "ft_nostate", ok=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "state_dim" in r.stderr
+
+
+def test_compile_flag(work):
+    run(work, "finetune.py", "--compile", "--max_steps", "2", "--out_dir", "ft_compile", "--batch_size", "4", "--chunk", "4")
+    run(work, "pretrain.py", *TINY_WM, "--compile", "--chunk", "2", "--max_steps", "1", "--out_dir", "pt_compile")
+    assert load(work / "pt_compile" / "ckpt.pt")["step"] == 1
 
 
 def test_bad_checkpoints_give_one_line(work, pretrained, tmp_path):

@@ -197,3 +197,56 @@ def test_min_steps_pads_with_idle_tail():
     assert len(padded["actions"]) == T + 7 and padded["success"] == base["success"]
     assert np.array_equal(padded["frames"][:T], base["frames"]) and np.array_equal(padded["actions"][:T], base["actions"])
     assert np.all(padded["actions"][T:, :2] == 0)  # idle: no motion after the episode ended
+
+
+def test_expert_closes_only_on_the_block():
+    """The closing action coincides with a clear image cue: the open gripper sits on the target block."""
+    for k, task in enumerate(tw.TASKS):
+        env = tw.ToyEnv()
+        env.reset(task, k)
+        expert = tw.Expert(env, rng=np.random.default_rng(k))
+        done = False
+        while not done:
+            a, was_closed = expert.act(), env.closed
+            if a[2] > 0 and not was_closed:
+                assert np.hypot(*(env.objs[env.target] - env.pos)) <= tw.CLOSE_R, (task, env.t)
+            done = env.step(a)[2]
+
+
+def test_expert_recovers_from_a_closed_empty_gripper_and_a_drop():
+    env = tw.ToyEnv()
+    env.reset("put_red_in_bowl", 0)
+    expert, red = tw.Expert(env, noise=0.0), tw.BLOCKS.index("red")
+    env.pos = env.objs[red] + [0.0, 0.15]
+    env.step([0, 0, 1])  # closed on nothing
+    assert env.closed and env.held is None
+    a = expert.act()
+    assert a[2] < 0 and a[1] < 0  # open and head back up to the block
+    env.pos = env.objs[red] + [0.01, 0.0]  # on the block: close
+    assert expert.act()[2] > 0
+    ep = tw.rollout_expert("put_red_in_bowl", 0, perturb=0.0)
+    assert ep["success"]
+
+
+def test_perturbed_rollouts_record_the_experts_action():
+    base = tw.rollout_expert("move_red_to_left", 3)
+    assert np.array_equal(tw.rollout_expert("move_red_to_left", 3, perturb=0.0)["actions"], base["actions"])
+    eps = [tw.rollout_expert(t, s, perturb=0.3) for t in tw.TASKS for s in range(3)]
+    again = tw.rollout_expert(tw.TASKS[0], 0, perturb=0.3)
+    assert np.array_equal(again["frames"], eps[0]["frames"]) and np.array_equal(again["actions"], eps[0]["actions"])
+    assert np.mean([e["success"] for e in eps]) >= 0.9
+    # some executed motions differ from the recorded ones (the perturbation), so replaying breaks somewhere
+    off = [not np.allclose(np.clip(e["states"][t, :2] + tw.SPEED * e["actions"][t, :2], 0.03, 0.97), e["states"][t + 1, :2],
+                           atol=1e-6) or e["states"][t + 1, 2] != (e["actions"][t, 2] > 0)
+           for e in eps for t in range(len(e["actions"]) - 1)]
+    assert 0.05 < np.mean(off) < 0.6
+    # closed states labelled "open" (releases, and recoveries from a premature close) occur
+    assert any(e["states"][t, 2] == 1 and e["actions"][t, 2] < 0 and e["states"][t + 1, 2] == 0
+               for e in eps for t in range(len(e["actions"]) - 1))
+
+
+@pytest.mark.parametrize("family", tw.FAMILIES)
+def test_expert_with_perturbations_still_succeeds(family):
+    tasks = [t for t in tw.TASKS if tw.task_family(t) == family]
+    ok = [tw.rollout_expert(tasks[s % len(tasks)], s, perturb=0.08)["success"] for s in range(100)]
+    assert np.mean(ok) >= 0.95, (family, np.mean(ok))
