@@ -455,7 +455,7 @@ class StepBatches(torch.utils.data.Sampler):
 # ----------------------------------------------------------------------------------------------
 # converters (one subcommand each; libero, bdv2 and ssv2 join toy here)
 
-def _toy_episodes(domain, seed0, counts, labeled, image_size, min_steps, bar, tally, perturb=0.0):
+def _toy_episodes(domain, seed0, counts, labeled, image_size, min_steps, bar, tally):
     """Expert rollouts, counts[task] per task, seeds seed0, seed0+1, ... Labeled demos keep only
     successful episodes (and record actions and state); video keeps every episode, like real video."""
     import toyworld
@@ -465,8 +465,7 @@ def _toy_episodes(domain, seed0, counts, labeled, image_size, min_steps, bar, ta
         k += 1
         if need[task] == 0:
             continue
-        r = toyworld.rollout_expert(task, seed, domain=domain, image_size=image_size, min_steps=min_steps,
-                                    perturb=perturb if labeled else 0.0)
+        r = toyworld.rollout_expert(task, seed, domain=domain, image_size=image_size, min_steps=min_steps)
         tally["tries"] += 1
         if labeled and not r["success"]:
             continue
@@ -496,8 +495,7 @@ def convert_toy(args):
             tally = {"tries": 0, "kept": 0}
             path = os.path.join(args.out, f"{name}.hdf5")
             seed0 = 10_000_000 * args.seed + 1_000_000 * d  # see "Seeds" in the docstring
-            write_episodes(path, _toy_episodes(domain, seed0, counts, labeled, args.image_size, args.min_steps, bar, tally,
-                                         getattr(args, "perturb", 0.0)),
+            write_episodes(path, _toy_episodes(domain, seed0, counts, labeled, args.image_size, args.min_steps, bar, tally),
                            "toy", TOY_FPS)
             short = " (FEWER than asked)" if tally["kept"] < sum(counts.values()) else ""
             bar.write(f"{path}: {tally['kept']} episodes{short}, {domain} domain, "
@@ -522,9 +520,6 @@ def main(argv=None):
     toy.add_argument("--source_demos", type=int, default=200, help="successful source-domain demos with actions (total)")
     toy.add_argument("--image_size", type=int, default=64, help="frame height and width in pixels")
     toy.add_argument("--seed", type=int, default=0, help="seed block; see 'Seeds' in the docstring")
-    toy.add_argument("--perturb", type=float, default=0.08,
-                     help="DART recovery demos: per-step chance of a 1-3 step perturbation of the executed action "
-                          "in the labelled demos (actions stay the expert's); 0 = the pure expert")
     toy.add_argument("--min_steps", type=int, default=20,
                      help="pad shorter episodes with idle steps after the task ends (pretraining windows need chunk+1 frames)")
     toy.set_defaults(run=convert_toy)

@@ -18,11 +18,8 @@ Tasks. TASKS lists 10 tasks of four families (the paper's CCA groups), one fixed
   take_<block>                 "pick up": success: block held and >= 0.2 away from where it started
 Only a remove task's block starts inside a container. An episode is `done` once success has held for
 SETTLE = 3 consecutive steps, or at max_steps = 60. The scripted Expert is proportional control to
-jittered waypoints (block, then goal); it approaches open and closes only once ON the block (centre
-within CLOSE_R = GRASP_R / 2, so the closing action coincides with an obvious image cue), releases when
-one step away from the goal, then backs off; Gaussian noise on (dx, dy). It acts sensibly from any state
-(a closed empty gripper opens and returns to the block; a dropped block is fetched again), which
-rollout_expert(perturb=p) uses to record DART-style recovery demos. Pure-expert episodes take 11-23 steps (mean 16.5).
+jittered waypoints (block, then goal), grips when one step away from the block, releases when one step
+away from the goal, then backs off; Gaussian noise on (dx, dy). Expert episodes take 10-23 steps (mean 16).
 Domains. "target": the robot we finetune and evaluate; fixed look (grey table, parallel-jaw gripper
 with light fingers and a dark palm that turns cyan when closed). "source": the same layout and dynamics
 for the same seed, with the look randomised per episode: table colour and texture, colour jitter
@@ -59,7 +56,6 @@ ACTION_DIM = 3
 STATE_DIM = 3          # gripper x, y, closed
 SPEED = 0.06           # table units per step per unit action and axis (3.8 px at 64x64)
 GRASP_R = 0.07         # a closing gripper grasps a block whose centre is this close
-CLOSE_R = GRASP_R / 2  # the expert closes only when the block centre is this close (gripper on the block)
 BLOCK = 0.055          # block half side
 CONT = 0.115           # container outer half side / radius
 INNER = 0.10           # a block centre this close to a container's centre (box: max-norm, bowl: L2) is inside
@@ -332,19 +328,16 @@ class Expert:
         return np.array([e.pos[0], 0.88 + j[1]])  # take: lift it and bring it toward the robot
 
     def act(self) -> np.ndarray:
-        """(dx, dy, grip) float32 in [-1, 1]: proportional control to the current waypoint, plus noise.
-
-        Defined for every state, so it also labels the recovery from a perturbed state: a closed but
-        empty gripper opens and goes back to the block; a dropped block is fetched again."""
+        """(dx, dy, grip) float32 in [-1, 1]: proportional control to the current waypoint, plus noise."""
         e = self.env
         p, held, grip = e.pos, e.held == e.target, 1.0
         if e.held is not None and not held:  # holding the wrong block: drop it
             wp, grip = p, -1.0
         elif e.family != "take" and e.success():  # done: back off so the result stays visible
             wp, grip = p + np.array([0.0, 0.2]), -1.0
-        elif not held:  # reach with the gripper open; close only once it is ON the block
+        elif not held:  # reach; close when one step away (the grasp is tested after moving)
             wp = e.objs[e.target] + self.jit_grasp
-            grip = 1.0 if np.hypot(*(e.objs[e.target] - p)) <= CLOSE_R else -1.0
+            grip = 1.0 if np.abs(wp - p).max() <= SPEED else -1.0
         else:  # carry; open when one step from the goal (take never releases)
             wp = self._goal()
             if e.family != "take" and np.abs(wp - p).max() <= SPEED:
@@ -354,37 +347,20 @@ class Expert:
         return np.clip([a[0], a[1], grip], -1, 1).astype(np.float32)
 
 
-def rollout_expert(task, seed, domain="target", image_size=64, noise=EXPERT_NOISE, min_steps=0, perturb=0.0) -> dict:
+def rollout_expert(task, seed, domain="target", image_size=64, noise=EXPERT_NOISE, min_steps=0) -> dict:
     """One expert episode; frames[t] is the observation before actions[t] (no final frame).
 
     min_steps pads a short episode with idle steps after it ends (no motion, grip kept), as real
     videos keep rolling after the task is done: pretraining windows need chunk+1 frames.
-    perturb > 0 records DART-style recovery demos: each step starts, with this probability, a burst of
-    1-3 steps whose EXECUTED action is perturbed (random motion and/or the grip flipped), while
-    actions[t] stays the expert's intended action at frames[t]; so the demos show the expert correcting
-    states it would never reach on its own (a closed empty gripper, a dropped block, a detour).
-    Perturbations draw from rng([seed, 3]); perturb = 0 draws nothing (the pure expert).
     """
     env = ToyEnv(domain, image_size)
     obs, done = env.reset(task, seed), False
     expert = Expert(env, noise, np.random.default_rng([seed, 2]))
-    prng, burst, kind = (np.random.default_rng([seed, 3]) if perturb > 0 else None), 0, 0
     frames, actions, states = [], [], []
     while not done or len(actions) < min_steps:
         a = expert.act() if not done else np.array([0.0, 0.0, actions[-1][2]], np.float32)
         frames.append(obs["agentview"]); states.append(obs["state"]); actions.append(a)
-        x = a
-        if prng is not None and not done:
-            if burst == 0 and prng.random() < perturb:
-                burst, kind = int(prng.integers(1, 4)), int(prng.integers(3))  # 0 motion, 1 grip, 2 both
-            if burst:
-                burst -= 1
-                x = a.copy()
-                if kind != 1:
-                    x[:2] = prng.uniform(-1, 1, 2)
-                if kind != 0:
-                    x[2] = -a[2]
-        obs, ok_now, done_now = env.step(x)
+        obs, ok_now, done_now = env.step(a)
         if not done:
             ok, done = ok_now, done_now
     return {"frames": np.stack(frames), "actions": np.stack(actions), "states": np.stack(states), "success": bool(ok),
