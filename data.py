@@ -5,6 +5,10 @@ Commands
     python data.py toy                       # data/toy/: the three toy files below, < 1 min on one CPU core
     python data.py toy --out data/toy50 --target_demos 50 --source_episodes 2000   # more data
     python data.py check data/toy            # validate files (a file, a folder, a glob or "toy")
+    python data.py bdv2 --src raw/bridge_data_v2 --out data/bdv2 --workers 8        # BridgeData v2 raw tree
+    python data.py ssv2 --src 20bn-something-something-v2 --labels labels/train.json --out data/ssv2 \
+        --fraction 0.1 --frame_skip 2 --workers 8                                      # SSv2 webm videos
+    Converters write shards <name>_00000.hdf5, ... of --shard_size episodes; a rerun skips finished ones.
 Bad input stops with one line, "error: <file>: <key>: expected ..., got ...", and no traceback.
 
 Layout (every source; the robomimic/LIBERO one)
@@ -17,8 +21,10 @@ Layout (every source; the robomimic/LIBERO one)
           actions              float32 (T, A)        absent in action-free video; a_t is taken after obs t
     Obs keys ending in _rgb are cameras, every other obs key is low-dim. A missing camera or key is
     absent, never zero-filled. A file is written to <name>.hdf5.tmp and renamed, so a file that
-    exists is complete; converters of big sources write shards <name>_000.hdf5, <name>_001.hdf5, ...
+    exists is complete; converters of big sources write shards <name>_00000.hdf5, <name>_00001.hdf5, ...
     (one write_episodes call each) and a rerun skips the shards that exist.
+    bdv2: obs/agentview_rgb = images0, obs/state = obs_dict full_state (7), actions (T, 7), instruction =
+    first lang.txt line. ssv2: obs/agentview_rgb only, instruction = the filled-in label, task = template.
 
 Toy files (python data.py toy; toyworld.py is the simulator)
     source_video.hdf5   source domain, no actions or state: action-free video for pretraining
@@ -36,6 +42,7 @@ Python API (what the stage scripts use)
     Both take in_memory=None|True|False (None: decide by size) and expose .lang {instruction: (384,)}
     and .image_size; DemoWindows also .stats, .action_dim, .state_dim.
     StepBatches(n, batch_size, seed, rank, world, start_step)   resumable DataLoader batch_sampler
+    MixtureBatches(sizes, weights, batch_size, seed, rank, start_step)   the same over weighted sets
     action_stats(paths), normalize_actions(a, stats), unnormalize_actions(a, stats)   numpy or torch
     embed_instructions(texts): (N, 384) all-MiniLM-L6-v2, cached in $LAWM_CACHE/lang (~/.cache/lawm)
 """
@@ -43,6 +50,7 @@ import argparse
 import glob
 import hashlib
 import os
+import re
 import sys
 
 import h5py
@@ -53,6 +61,7 @@ FORMAT_VERSION = 1
 LANG_MODEL = "all-MiniLM-L6-v2"  # BAKU's instruction encoder; 384-d
 CAMERAS = {"agentview": "agentview_rgb", "wrist": "eye_in_hand_rgb"}  # policy name -> obs key on disk
 TOY = {"video": "data/toy/source_video*.hdf5", "demos": "data/toy/target_demos*.hdf5"}  # spec "toy" by role
+NAMED = {"bdv2": "data/bdv2", "ssv2": "data/ssv2"}  # specs "bdv2", "ssv2": where their converters write
 RAM_FRACTION = 0.1  # datasets whose frames need less than this share of RAM are loaded into memory
 TOY_FPS = 10
 
@@ -199,11 +208,12 @@ def read_episodes(path):
 
 
 def find_episode_files(spec, role="video"):
-    """Files named by spec: a file, a folder (its *.hdf5), a glob, or "toy" (data/toy/source_video
-    for role "video", data/toy/target_demos for role "demos"); several joined by commas."""
+    """Files named by spec: a file, a folder (its *.hdf5), a glob, "bdv2"/"ssv2" (data/bdv2, data/ssv2),
+    or "toy" (data/toy/source_video for role "video", data/toy/target_demos for role "demos"); several
+    joined by commas."""
     out = []
     for part in spec.split(","):
-        part = TOY[role] if part == "toy" else part
+        part = TOY[role] if part == "toy" else NAMED.get(part, part)
         found = (sorted(glob.glob(os.path.join(part, "*.hdf5"))) if os.path.isdir(part) else
                  [part] if os.path.isfile(part) else sorted(glob.glob(part)))
         if not found:
@@ -452,6 +462,32 @@ class StepBatches(torch.utils.data.Sampler):
             step += 1
 
 
+class MixtureBatches(torch.utils.data.Sampler):
+    """Endless batches for a ConcatDataset of several window sets mixed with given weights: each batch
+    element draws its set k with probability weights[k] / sum(weights), then a window uniformly within
+    that set (with replacement, so a small set may repeat within an epoch of a big one). The batch of
+    rank r at step s is a pure function of (seed, s, r), so --resume draws what the run would have."""
+
+    def __init__(self, sizes, weights, batch_size, seed=0, rank=0, start_step=0):
+        if len(sizes) != len(weights) or min(weights) < 0 or sum(weights) <= 0 or min(sizes) < 1:
+            _fail("mixture", "weights", f"{len(sizes)} non-negative weights, not all 0, for non-empty sets",
+                  f"weights {list(weights)} for set sizes {list(sizes)}")
+        self.sizes, self.p = np.asarray(sizes), np.asarray(weights, float) / sum(weights)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])  # first index of each set
+        self.batch_size, self.seed, self.rank, self.start_step = batch_size, seed, rank, start_step
+
+    def batch(self, step):
+        rng = np.random.default_rng([self.seed, step, self.rank])
+        k = rng.choice(len(self.sizes), self.batch_size, p=self.p)  # (B,) which set
+        return (self.offsets[k] + rng.integers(0, self.sizes[k])).tolist()  # (B,) index into the concatenation
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            yield self.batch(step)
+            step += 1
+
+
 # ----------------------------------------------------------------------------------------------
 # converters (one subcommand each; libero, bdv2 and ssv2 join toy here)
 
@@ -502,6 +538,207 @@ def convert_toy(args):
                       + (f"{tally['kept']} successful of {tally['tries']} expert tries" if labeled else "no actions"))
 
 
+# BridgeData v2 and Something-Something v2: raw downloads -> shards <name>_<i:05d>.hdf5. The sorted
+# input list is cut into runs of --shard_size, so shard i always holds the same inputs and a rerun
+# skips the shards that exist (a shard whose inputs were all skipped leaves <name>_<i:05d>.empty).
+
+BDV2_FPS, SSV2_FPS = 5, 12  # BridgeData v2 control rate; SSv2 native frame rate (before --frame_skip)
+BDV2_LATENCY_FIXED = "2021-07-23"  # BridgeData collected before this date has one step of camera latency
+_DATED = re.compile(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}")  # the collection folder above raw/
+
+
+class Skip(Exception):
+    """A raw episode that breaks a rule: reported, counted and left out, never zero-filled."""
+
+
+def _resize(img, size):
+    """PIL image -> uint8 (S, S, 3), squashed to a square like the official converters."""
+    from PIL import Image
+    return np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR))
+
+
+def _bdv2_trajectories(src):
+    """Every raw/traj_group*/traj*/ folder under src, sorted."""
+    out = []
+    for root, dirs, _ in os.walk(src, followlinks=True):
+        dirs.sort()
+        if re.fullmatch(r"traj_group\d+", os.path.basename(root)):
+            out += [os.path.join(root, d) for d in dirs if re.fullmatch(r"traj\d+", d)]
+            dirs.clear()  # nothing to find inside a trajectory
+    return sorted(out)
+
+
+def _bdv2_episode(traj, image_size, min_frames):
+    """One BridgeData trajectory folder -> an episode dict, or Skip(reason)."""
+    import pickle
+    from PIL import Image
+    date = next((p for p in reversed(os.path.abspath(traj).split(os.sep)) if _DATED.fullmatch(p)), None)
+    if date is None:
+        raise Skip("no dated folder: expected YYYY-MM-DD_HH-MM-SS above raw/")
+    lang = os.path.join(traj, "lang.txt")
+    lines = [l.strip() for l in open(lang, errors="replace")] if os.path.isfile(lang) else []
+    instruction = next((l for l in lines if l and not l.startswith("confidence")), None)  # "confidence: 1" lines
+    if instruction is None:
+        raise Skip("no instruction: lang.txt missing or empty")
+    names = glob.glob(os.path.join(traj, "images0", "im_*.jpg"))
+    idx = sorted(int(m.group(1)) for n in names if (m := re.fullmatch(r"im_(\d+)\.jpg", os.path.basename(n))))
+    if len(idx) < 2 or idx != list(range(len(idx))):
+        raise Skip(f"missing images: expected images0/im_0.jpg .. im_<N-1>.jpg, got {len(idx)} numbered {idx[:1]}..{idx[-1:]}")
+    N = len(idx)
+    try:
+        with open(os.path.join(traj, "policy_out.pkl"), "rb") as f:
+            acts = pickle.load(f, encoding="latin1")  # list of per-step dicts; older files: an array
+        acts = np.asarray([a["actions"] if isinstance(a, dict) else a for a in acts], np.float32)  # (N-1, 7)
+        with open(os.path.join(traj, "obs_dict.pkl"), "rb") as f:
+            obs = pickle.load(f, encoding="latin1")
+        state = obs.get("full_state", obs.get("state"))  # (N, 7): xyz, roll pitch yaw, gripper
+        state = None if state is None else np.asarray(state, np.float32)
+    except Exception as e:  # missing or unreadable pickle, a step without "actions"
+        raise Skip(f"unreadable pickles: {type(e).__name__}: {e}")
+    if acts.ndim != 2 or len(acts) != N - 1:
+        raise Skip(f"actions: expected ({N - 1}, A) for {N} images, got {acts.shape}")
+    if state is not None and (state.ndim != 2 or len(state) != N):
+        raise Skip(f"obs_dict state: expected ({N}, D) for {N} images, got {state.shape}")
+    # Pairing: N images, N-1 actions; action t is taken after image t. The schema pairs obs t with a_t
+    # (T rows each), so the last image, which only shows the result of the last action, is dropped.
+    # Camera latency: before 2021-07-23 each image arrived one control step late, so image t+1 shows
+    # the scene in which action t was chosen. Like the official converter (bridgedata_raw_to_numpy.py)
+    # we drop the first observation (image and state) and the last action: obs t+1 pairs with a_t.
+    shift = int(date[:10] < BDV2_LATENCY_FIXED)
+    T = N - 1 - shift
+    if T < min_frames:
+        raise Skip(f"too short: {T} frames < --min_frames {min_frames}")
+    frames = np.empty((T, image_size, image_size, 3), np.uint8)  # (T, S, S, 3)
+    for t in range(T):
+        path = os.path.join(traj, "images0", f"im_{t + shift}.jpg")
+        try:
+            with Image.open(path) as im:
+                # draft: libjpeg decodes at 1/2, 1/4 or 1/8 scale, still >= image_size (480x640 -> 240x320
+                # for 128): ~3x faster than decoding all pixels and then resizing, and a similar average
+                im.draft("RGB", (image_size, image_size))
+                frames[t] = _resize(im, image_size)  # decodes here: a corrupt jpg raises now
+        except Exception as e:
+            raise Skip(f"unreadable image: {os.path.basename(path)}: {type(e).__name__}")
+    ep = {"obs": {"agentview_rgb": frames}, "actions": acts[:T], "instruction": instruction,
+          "task": instruction, "task_type": "bdv2"}
+    if state is not None:
+        ep["obs"]["state"] = state[shift:shift + T]
+    return ep
+
+
+def _ssv2_episode(item, src, image_size, frame_skip, min_frames):
+    """One SSv2 clip (id, label, template) -> an episode dict without actions, or Skip(reason)."""
+    import av
+    vid, label, template = item
+    path = os.path.join(src, f"{vid}.webm")
+    if not os.path.isfile(path):
+        raise Skip("no video")
+    try:
+        with av.open(path) as c:  # every frame is decoded (VP9 frames depend on earlier ones); every k-th kept
+            frames = [f.to_ndarray(width=image_size, height=image_size, format="rgb24", interpolation="BILINEAR")
+                      for k, f in enumerate(c.decode(video=0)) if k % frame_skip == 0]  # T x (S, S, 3)
+    except Exception as e:  # av.error.* for broken files
+        raise Skip(f"unreadable video: {type(e).__name__}")
+    if len(frames) < max(1, min_frames):
+        raise Skip(f"too short: {len(frames)} frames < --min_frames {min_frames}")
+    return {"obs": {"agentview_rgb": np.stack(frames)}, "instruction": label, "task": template, "task_type": "ssv2"}
+
+
+def _write_shard(job):
+    """Convert the inputs of one shard and write it (runs in a worker). Returns (kept, frames, skipped)."""
+    kind, path, items, opts = job
+    make = _bdv2_episode if kind == "bdv2" else _ssv2_episode
+    tally, skipped = {"kept": 0, "frames": 0}, []
+
+    def episodes():  # streamed into the writer: a shard is never held whole in memory
+        for item in items:
+            try:
+                ep = make(item, **opts)
+            except Skip as e:
+                skipped.append((item if isinstance(item, str) else item[0], str(e)))
+                continue
+            tally["kept"] += 1
+            tally["frames"] += len(ep["obs"]["agentview_rgb"])
+            yield ep
+    try:
+        write_episodes(path, episodes(), kind, BDV2_FPS if kind == "bdv2" else SSV2_FPS / opts["frame_skip"])
+    except DataError:
+        if tally["kept"]:
+            raise
+        with open(path[:-5] + ".empty.tmp", "w") as f:  # every input skipped: remember it, with why
+            f.writelines(f"{name}\t{why}\n" for name, why in skipped)
+        os.replace(path[:-5] + ".empty.tmp", path[:-5] + ".empty")
+    return tally["kept"], tally["frames"], skipped
+
+
+def _convert(kind, items, args, opts):
+    """Shard items, convert the missing shards with --workers processes, print a summary."""
+    import collections
+    import multiprocessing
+    import time
+    from tqdm import tqdm
+    if args.shard_size < 1 or args.workers < 1 or args.image_size < 1:
+        _fail("arguments", "--shard_size, --workers, --image_size", "positive", (args.shard_size, args.workers, args.image_size))
+    os.makedirs(args.out, exist_ok=True)
+    n = (len(items) + args.shard_size - 1) // args.shard_size
+    jobs = [(kind, os.path.join(args.out, f"{kind}_{i:05d}.hdf5"), items[i * args.shard_size:(i + 1) * args.shard_size], opts)
+            for i in range(n)]
+    jobs = [j for j in jobs if not (os.path.exists(j[1]) or os.path.exists(j[1][:-5] + ".empty"))]
+    kept, frames, why, t0 = 0, 0, collections.Counter(), time.time()
+    pool = multiprocessing.Pool(args.workers) if args.workers > 1 and len(jobs) > 1 else None
+    results = pool.imap_unordered(_write_shard, jobs) if pool else map(_write_shard, jobs)
+    with tqdm(desc=f"{kind} frames", unit="frame", unit_scale=True, mininterval=1) as bar:
+        for done, (k, f, skipped) in enumerate(results, 1):
+            kept, frames = kept + k, frames + f
+            for name, reason in skipped:
+                why[reason.split(":")[0]] += 1
+                bar.write(f"skipped {name}: {reason}")
+            bar.update(f)
+            bar.set_postfix(shards=f"{done}/{len(jobs)}", kept=kept, skipped=sum(why.values()))
+    if pool:
+        pool.close()
+        pool.join()
+    dt = max(time.time() - t0, 1e-9)
+    print(f"{kind}: {args.out}: {len(jobs)} of {n} shards done now ({n - len(jobs)} already there), {kept} episodes kept, "
+          f"{sum(why.values())} skipped" + "".join(f", {v} {k}" for k, v in sorted(why.items()))
+          + f", {frames} frames in {dt:.1f}s ({frames / dt:.0f} frames/s)")
+
+
+def convert_bdv2(args):
+    if not args.src or not os.path.isdir(args.src):
+        _fail(args.src or "--src", "folder", "the raw BridgeData v2 tree (raw/bridge_data_v2)", "nothing there")
+    trajs = _bdv2_trajectories(args.src)
+    if not trajs:
+        _fail(args.src, "trajectories", "folders .../raw/traj_group*/traj*/", "none")
+    _convert("bdv2", trajs, args, dict(image_size=args.image_size, min_frames=args.min_frames))
+
+
+def convert_ssv2(args):
+    import json
+    if not args.src or not os.path.isdir(args.src):
+        _fail(args.src or "--src", "folder", "the folder of SSv2 <id>.webm videos", "nothing there")
+    if not args.labels or not os.path.isfile(args.labels):
+        _fail(args.labels or "--labels", "file", "the SSv2 labels JSON (labels/train.json)", "no such file")
+    try:
+        with open(args.labels) as f:
+            entries = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        _fail(args.labels, "file", "JSON", f"invalid JSON ({e})")
+    if not isinstance(entries, list) or not entries or not all(
+            isinstance(e, dict) and isinstance(e.get("id"), str) and isinstance(e.get("label"), str) for e in entries):
+        _fail(args.labels, "entries", 'a non-empty list of {"id": str, "label": str, ...}', "something else")
+    if not 0 < args.fraction <= 1 or args.frame_skip < 1:
+        _fail("arguments", "--fraction, --frame_skip", "0 < fraction <= 1, frame_skip >= 1", (args.fraction, args.frame_skip))
+    entries = sorted(entries, key=lambda e: (len(e["id"]), e["id"]))  # numeric order for numeric ids
+    # A seeded random subset, sorted again so shards do not depend on the draw order. (The release took the
+    # first 10,000 file names in string order, a subset biased towards ids starting with "1".)
+    keep = np.sort(np.random.default_rng(args.seed).choice(len(entries), max(1, round(args.fraction * len(entries))), replace=False))
+    # instruction = the filled-in "label" ("Putting a pen on a table"), not the "[something]" template
+    items = [(entries[i]["id"], entries[i]["label"], str(entries[i].get("template", entries[i]["label"]))) for i in keep]
+    _convert("ssv2", items, args, dict(src=args.src, image_size=args.image_size, frame_skip=args.frame_skip,
+                                        min_frames=args.min_frames))
+
+
 def check(args):
     for path in find_episode_files(args.spec):
         size, demos = _scan(path)
@@ -526,6 +763,21 @@ def main(argv=None):
     chk = sub.add_parser("check", help="validate episode files and print one line per file")
     chk.add_argument("spec", help="a file, a folder, a glob or toy (the toy video); several comma-joined")
     chk.set_defaults(run=check)
+    for name, (src, fps) in {"bdv2": ("raw/bridge_data_v2", "5 Hz"), "ssv2": ("20bn-something-something-v2", "12 fps")}.items():
+        c = sub.add_parser(name, help=f"convert the raw {name} download ({src}) into episode shards")
+        c.add_argument("--src", help=f"the raw folder ({src})")
+        if name == "ssv2":
+            c.add_argument("--labels", help="the labels JSON (labels/train.json); instruction = its 'label' field")
+            c.add_argument("--fraction", type=float, default=1.0, help="seeded random fraction of the clips to convert")
+            c.add_argument("--seed", type=int, default=0, help="seed of the --fraction draw")
+            c.add_argument("--frame_skip", type=int, default=1, help=f"keep every k-th frame of the native {fps}")
+        c.add_argument("--out", default=f"data/{name}", help="output folder of shards")
+        c.add_argument("--image_size", type=int, default=128, help="frames squashed to this height and width")
+        c.add_argument("--min_frames", type=int, default=17,
+                       help="skip shorter episodes (pretraining windows need chunk*frame_skip+1 frames; DP chunk 16)")
+        c.add_argument("--shard_size", type=int, default=200, help="episodes per shard file")
+        c.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+        c.set_defaults(run=convert_bdv2 if name == "bdv2" else convert_ssv2)
     args = p.parse_args(argv)
     args.run(args)
 

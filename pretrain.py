@@ -12,6 +12,8 @@ Tiny CPU run on the built-in toy world (generates data/toy if missing, a few min
 Real run on one GPU (BridgeData v2 episode files written by `python data.py bdv2`):
     python pretrain.py --data data/bdv2 --policy baku --wm_size 50m --batch_size 256 \
         --lr 1e-4 --warmup 1000 --max_steps 200000 --policy_size default --dtype bfloat16
+Robot and human video mixed half and half (episode files from `python data.py bdv2` / `ssv2`):
+    python pretrain.py --data bdv2,ssv2 --mix 0.5,0.5 --frame_skip 1 ...
 Several GPUs:
     torchrun --nproc_per_node 8 pretrain.py --data data/bdv2 ...   (batch_size is per GPU)
 
@@ -34,13 +36,14 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from data import DataError, PretrainWindows, StepBatches, find_episode_files
+from data import DataError, MixtureBatches, PretrainWindows, StepBatches, find_episode_files
 from policies import POLICY_SIZES, load_checkpoint, make_policy, save_checkpoint, CheckpointError
 from rssm import WorldModel, WorldModelConfig
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # data
-p.add_argument("--data", default="toy", help="toy | bdv2 | ssv2 | a directory of *.hdf5 episode files | one file")
+p.add_argument("--data", default="toy", help="toy | bdv2 | ssv2 | a directory of *.hdf5 episode files | one file; several comma-joined")
+p.add_argument("--mix", default=None, help="weights of the comma-joined --data sets, e.g. 0.5,0.5 (default: one set, weighted by size)")
 p.add_argument("--frame_skip", type=int, default=1, help="use every k-th frame (BridgeData 5 Hz: 1; SSv2 12 fps: 2)")
 p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes (0 = load in the main process)")
 # policy
@@ -113,8 +116,28 @@ if args.data == "toy" and not os.path.exists("data/toy/source_video.hdf5") and m
 if ddp:
     dist.barrier()
 try:
-    paths = find_episode_files(args.data, role="video")
-    dataset = PretrainWindows(paths, chunk=args.chunk, frame_skip=args.frame_skip)
+    if args.mix is None:  # all files as one set: every window equally likely
+        paths = find_episode_files(args.data, role="video")
+        dataset = PretrainWindows(paths, chunk=args.chunk, frame_skip=args.frame_skip)
+    else:  # one set per spec, drawn with the --mix weights by MixtureBatches below
+        specs = args.data.split(",")
+        try:
+            weights = [float(w) for w in args.mix.split(",")]
+        except ValueError:
+            fail(f"--mix: expected comma-joined numbers, got {args.mix!r}")
+        if len(weights) != len(specs):
+            fail(f"--mix: expected {len(specs)} weights, one per --data set, got {len(weights)}")
+        if min(weights) < 0 or sum(weights) <= 0:
+            fail(f"--mix: expected non-negative weights, not all 0, got {args.mix!r}")
+        sets = [PretrainWindows(find_episode_files(s, role="video"), chunk=args.chunk, frame_skip=args.frame_skip)
+                for s in specs]
+        for s, ds in zip(specs, sets):
+            if ds.image_size != sets[0].image_size:
+                fail(f"{s}: image_size: expected {sets[0].image_size} like {specs[0]}, got {ds.image_size}")
+        paths = [p for s in specs for p in find_episode_files(s, role="video")]
+        dataset = torch.utils.data.ConcatDataset(sets)
+        dataset.image_size, dataset.lang = sets[0].image_size, {k: v for ds in sets for k, v in ds.lang.items()}
+        say("mixture: " + ", ".join(f"{s} {len(ds)} windows weight {w:g}" for s, ds, w in zip(specs, sets, weights)))
 except DataError as e:
     fail(e)
 image_size = dataset.image_size
@@ -180,7 +203,9 @@ if args.compile:
     train_model = torch.compile(train_model)
 
 # data order is a pure function of (seed, step, rank): --resume sees exactly the batches it would have
-sampler = StepBatches(len(dataset), args.batch_size, seed=args.seed, rank=rank, world=world, start_step=step0)
+sampler = (StepBatches(len(dataset), args.batch_size, seed=args.seed, rank=rank, world=world, start_step=step0)
+           if args.mix is None else
+           MixtureBatches([len(ds) for ds in sets], weights, args.batch_size, seed=args.seed, rank=rank, start_step=step0))
 loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=args.num_workers,
                                      pin_memory=device.type == "cuda", persistent_workers=args.num_workers > 0,
                                      generator=torch.Generator().manual_seed(args.seed))
