@@ -59,6 +59,7 @@ except CheckpointError as e:
 policy = policy_from_checkpoint(ckpt).to(device).eval()
 spec, stats = ckpt["obs_spec"], ckpt["action_stats"]
 chunk = ckpt["policy_config"]["chunk"]
+action_dim = len(stats["min"])
 if not 1 <= args.action_horizon <= chunk:
     sys.exit(f"error: --action_horizon: expected 1..{chunk} (the policy's chunk), got {args.action_horizon}")
 torch.manual_seed(args.seed)
@@ -106,8 +107,9 @@ def run_task(task, lang_vec, n, record):
     success, done = np.zeros(n, bool), np.zeros(n, bool)
     frames = [raw[0]["agentview"]] if record else []
     plan = None  # (E, n, A) current chunk, for the action-horizon mode
-    agg_sum = torch.zeros(n, limit + chunk, stats_dim, device=device)  # temporal aggregation: sum of predictions per step
-    agg_cnt = torch.zeros(n, limit + chunk, 1, device=device)
+    if args.temporal_agg:  # sum and count of every prediction made for each step
+        agg_sum = torch.zeros(n, limit + chunk, action_dim, device=device)  # (E, steps, A)
+        agg_cnt = torch.zeros(n, limit + chunk, 1, device=device)  # (E, steps, 1)
     for t in range(limit):
         if args.temporal_agg or t % args.action_horizon == 0:
             plan = policy.act(to_policy_obs(raw, lang))  # (E, chunk, A) normalised
@@ -128,7 +130,6 @@ def run_task(task, lang_vec, n, record):
     return success, frames
 
 
-stats_dim = len(stats["min"])
 tasks = suite_tasks(args.suite)
 if args.tasks:
     wanted = args.tasks.split(",")

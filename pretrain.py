@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from data import DataError, MixtureBatches, PretrainWindows, StepBatches, find_episode_files
 from policies import POLICY_SIZES, load_checkpoint, make_policy, save_checkpoint, CheckpointError
-from rssm import WorldModel, WorldModelConfig
+from rssm import PRESETS, WorldModel, WorldModelConfig
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # data
@@ -55,7 +55,7 @@ p.add_argument("--cameras", default="agentview", help="comma list of cameras the
 p.add_argument("--state_dim", type=int, default=0, help="proprio size the policy will see in stage 2 (videos have none; 0 = no proprio input)")
 p.add_argument("--detach_latents", action="store_true", help="ablation: stop the gradient into the policy (what the authors' release does by accident)")
 # world model
-p.add_argument("--wm_size", default="1m", help="world-model preset: 1m 12m 25m 50m 100m 200m 400m")
+p.add_argument("--wm_size", default="1m", choices=list(PRESETS), help="world-model preset, named by its parameter count")
 p.add_argument("--free_nats", type=float, default=1.0, help="KL free bits per step (nats)")
 p.add_argument("--dyn_scale", type=float, default=0.5, help="KL balancing: weight of KL(sg(post)||prior)")
 p.add_argument("--rep_scale", type=float, default=0.1, help="KL balancing: weight of KL(post||sg(prior))")
