@@ -551,9 +551,11 @@ class Skip(Exception):
     """A raw episode that breaks a rule: reported, counted and left out, never zero-filled."""
 
 
-def _resize(img, size):
-    """PIL image -> uint8 (S, S, 3), squashed to a square like the official converters."""
+def resize_image(img, size):
+    """PIL image or uint8 (H, W, 3) array -> uint8 (S, S, 3), squashed to a square like the official converters."""
     from PIL import Image
+    if isinstance(img, np.ndarray):
+        img = Image.fromarray(img)
     return np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR))
 
 
@@ -616,7 +618,7 @@ def _bdv2_episode(traj, image_size, min_frames):
                 # draft: libjpeg decodes at 1/2, 1/4 or 1/8 scale, still >= image_size (480x640 -> 240x320
                 # for 128): ~3x faster than decoding all pixels and then resizing, and a similar average
                 im.draft("RGB", (image_size, image_size))
-                frames[t] = _resize(im, image_size)  # decodes here: a corrupt jpg raises now
+                frames[t] = resize_image(im, image_size)  # decodes here: a corrupt jpg raises now
         except Exception as e:
             raise Skip(f"unreadable image: {os.path.basename(path)}: {type(e).__name__}")
     ep = {"obs": {"agentview_rgb": frames}, "actions": acts[:T], "instruction": instruction,
