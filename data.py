@@ -5,6 +5,8 @@ Commands
     python data.py toy                       # data/toy/: the three toy files below, < 1 min on one CPU core
     python data.py toy --out data/toy50 --target_demos 50 --source_episodes 2000   # more data
     python data.py check data/toy            # validate files (a file, a folder, a glob or "toy")
+    python data.py libero --src datasets/libero_90 --out data/libero_90 --workers 8   # official LIBERO demo files
+    python data.py libero --src 'datasets/libero_10/*_demo.hdf5' --out data/libero_10_64 --image_size 64
     python data.py bdv2 --src raw/bridge_data_v2 --out data/bdv2 --workers 8        # BridgeData v2 raw tree
     python data.py ssv2 --src 20bn-something-something-v2 --labels labels/train.json --out data/ssv2 \
         --fraction 0.1 --frame_skip 2 --workers 8                                      # SSv2 webm videos
@@ -23,6 +25,11 @@ Layout (every source; the robomimic/LIBERO one)
     absent, never zero-filled. A file is written to <name>.hdf5.tmp and renamed, so a file that
     exists is complete; converters of big sources write shards <name>_00000.hdf5, <name>_00001.hdf5, ...
     (one write_episodes call each) and a rerun skips the shards that exist.
+    libero: obs/agentview_rgb, obs/eye_in_hand_rgb = the official frames flipped upright (img[::-1]) and
+    resized; obs/ee_states (6), gripper_states (2), joint_states (7) and actions (T, 7) as float32; instruction =
+    the language LIBERO trains with, from the file name <task>_demo.hdf5 (not problem_info's BDDL text); task =
+    <task>; 20 fps. Every source file is checked (check_official) before anything is written; libero.json in
+    --out records the sources and options, and a rerun with other ones stops instead of mixing shards.
     bdv2: obs/agentview_rgb = images0, obs/state = obs_dict full_state (7), actions (T, 7), instruction =
     first lang.txt line. ssv2: obs/agentview_rgb only, instruction = the filled-in label, task = template.
 
@@ -646,10 +653,30 @@ def _ssv2_episode(item, src, image_size, frame_skip, min_frames):
     return {"obs": {"agentview_rgb": np.stack(frames)}, "instruction": label, "task": template, "task_type": "ssv2"}
 
 
+def _libero_episode(item, image_size, cameras):
+    """One demo of an official LIBERO file, already checked by check_official -> an episode dict."""
+    import libero_sim
+    path, key, task, instruction = item
+    try:
+        with h5py.File(path, "r") as f:
+            g, obs = f[key], {}
+            for k in cameras:  # a camera the file lacks stays absent (counted in the summary)
+                if k in g["obs"]:
+                    # upright: rows flipped (official frames are OpenGL, bottom row first), then resized
+                    # exactly as libero_sim resizes live frames, so evaluation sees what training saw
+                    obs[k] = np.stack([libero_sim.upright(x, image_size) for x in g["obs"][k][()]])  # (T, S, S, 3)
+            obs.update({k: g["obs"][k][()].astype(np.float32) for k in LIBERO_LOWDIM if k in g["obs"]})  # (T, D)
+            actions = g["actions"][()].astype(np.float32)  # (T, 7)
+    except OSError as e:  # a corrupt chunk: check_official reads shapes, not pixels
+        _fail(path, key, "readable data", f"a read error ({str(e).splitlines()[0]})")
+    return {"obs": obs, "actions": actions, "instruction": instruction, "task": task,
+            "task_type": libero_sim.task_type(instruction)}
+
+
 def _write_shard(job):
     """Convert the inputs of one shard and write it (runs in a worker). Returns (kept, frames, skipped)."""
     kind, path, items, opts = job
-    make = _bdv2_episode if kind == "bdv2" else _ssv2_episode
+    make = {"bdv2": _bdv2_episode, "ssv2": _ssv2_episode, "libero": _libero_episode}[kind]
     tally, skipped = {"kept": 0, "frames": 0}, []
 
     def episodes():  # streamed into the writer: a shard is never held whole in memory
@@ -663,9 +690,10 @@ def _write_shard(job):
             tally["frames"] += len(ep["obs"]["agentview_rgb"])
             yield ep
     try:
-        write_episodes(path, episodes(), kind, BDV2_FPS if kind == "bdv2" else SSV2_FPS / opts["frame_skip"])
+        fps = SSV2_FPS / opts["frame_skip"] if kind == "ssv2" else {"bdv2": BDV2_FPS, "libero": LIBERO_FPS}[kind]
+        write_episodes(path, episodes(), kind, fps)
     except DataError:
-        if tally["kept"]:
+        if tally["kept"] or len(skipped) < len(items):  # a real error, not "every input was skipped"
             raise
         with open(path[:-5] + ".empty.tmp", "w") as f:  # every input skipped: remember it, with why
             f.writelines(f"{name}\t{why}\n" for name, why in skipped)
@@ -689,14 +717,23 @@ def _convert(kind, items, args, opts):
     kept, frames, why, t0 = 0, 0, collections.Counter(), time.time()
     pool = multiprocessing.Pool(args.workers) if args.workers > 1 and len(jobs) > 1 else None
     results = pool.imap_unordered(_write_shard, jobs) if pool else map(_write_shard, jobs)
-    with tqdm(desc=f"{kind} frames", unit="frame", unit_scale=True, mininterval=1) as bar:
-        for done, (k, f, skipped) in enumerate(results, 1):
-            kept, frames = kept + k, frames + f
-            for name, reason in skipped:
-                why[reason.split(":")[0]] += 1
-                bar.write(f"skipped {name}: {reason}")
-            bar.update(f)
-            bar.set_postfix(shards=f"{done}/{len(jobs)}", kept=kept, skipped=sum(why.values()))
+    try:
+        with tqdm(desc=f"{kind} frames", unit="frame", unit_scale=True, mininterval=1) as bar:
+            for done, (k, f, skipped) in enumerate(results, 1):
+                kept, frames = kept + k, frames + f
+                for name, reason in skipped:
+                    why[reason.split(":")[0]] += 1
+                    bar.write(f"skipped {name}: {reason}")
+                bar.update(f)
+                bar.set_postfix(shards=f"{done}/{len(jobs)}", kept=kept, skipped=sum(why.values()))
+    except BaseException:  # an error in one shard stops the run: stop the other workers now, and since
+        if pool:           # they die mid-write, without their own cleanup, remove their temporary files
+            pool.terminate()
+            pool.join()
+            for tmp in (t for j in jobs for t in (f"{j[1]}.tmp", j[1][:-5] + ".empty.tmp")):
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+        raise
     if pool:
         pool.close()
         pool.join()
@@ -741,6 +778,139 @@ def convert_ssv2(args):
                                         min_frames=args.min_frames))
 
 
+# LIBERO: official demo files <task>_demo.hdf5 (libero_sim.write_official writes the same schema) ->
+# shards libero_<i:05d>.hdf5 of --shard_size demos, in (file, demo number) order.
+
+LIBERO_FPS = 20  # LIBERO's control rate
+LIBERO_LOWDIM = {"ee_states": 6, "gripper_states": 2, "joint_states": 7}  # official proprio kept: name -> width
+LIBERO_ACTION_DIM = 7  # OSC_POSE deltas (6) + gripper
+
+
+def libero_language(task):
+    """The instruction LIBERO trains and evaluates with, from a task (file) name, by the rule of LIBERO's
+    benchmark.grab_language_from_filename: LIBERO-90/10 names start with an upper-case scene that is
+    dropped (KITCHEN_SCENE3_turn_on_the_stove -> "turn on the stove"); the others are just the words."""
+    if task[:1].isupper():
+        task = re.sub(r"^.*?SCENE\d+_", "", task, count=1)
+    return task.replace("_", " ")
+
+
+def check_official(path):
+    """Validate one official LIBERO demo file from its attributes, shapes, dtypes and small arrays (never
+    the pixels); a DataError names the first problem. Returns {path, task, instruction, bddl_language,
+    demos: [{key, T, cameras}]} with demos in numeric order."""
+    name = os.path.basename(path)
+    if not name.endswith("_demo.hdf5") or name == "_demo.hdf5":
+        _fail(path, "file name", "<task>_demo.hdf5 (LIBERO's instruction comes from the task name)", repr(name))
+    try:
+        with _open(path) as f:
+            return _check_official_open(path, f, name[:-len("_demo.hdf5")])
+    except OSError as e:  # a corrupt block inside a file that opened
+        _fail(path, "file", "a readable HDF5 file", f"a read error ({str(e).splitlines()[0]})")
+
+
+def _check_official_open(path, f, task):
+    import json
+    if not isinstance(f.get("data"), h5py.Group):
+        _fail(path, "data", "a group of demo_<i> groups", "nothing")
+    info = f["data"].attrs.get("problem_info")
+    want = "a JSON string with problem_name and language_instruction"
+    if info is None:
+        _fail(path, "data.attrs['problem_info']", want, "nothing")
+    try:
+        info = json.loads(info.decode() if isinstance(info, bytes) else str(info))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        _fail(path, "data.attrs['problem_info']", want, f"invalid JSON ({e})")
+    if not isinstance(info, dict) or not all(isinstance(info.get(k), str) for k in ("problem_name", "language_instruction")):
+        _fail(path, "data.attrs['problem_info']", want, repr(info)[:200])
+    names = sorted((k for k in f["data"] if k.startswith("demo_") and k[5:].isdigit()), key=lambda k: int(k[5:]))
+    if not names:
+        _fail(path, "data", "at least one demo_<i> group", "0")
+    demos = []
+    for name in names:
+        key, g = f"data/{name}", f["data"][name]
+        a = g.get("actions") if isinstance(g, h5py.Group) else None
+        if not isinstance(a, h5py.Dataset) or a.ndim != 2 or a.shape[1] != LIBERO_ACTION_DIM or a.shape[0] < 1 \
+                or a.dtype.kind != "f":
+            got = f"{a.dtype} {a.shape}" if isinstance(a, h5py.Dataset) else "nothing"
+            _fail(path, f"{key}/actions", f"float (T, {LIBERO_ACTION_DIM}) with T >= 1", got)
+        T = a.shape[0]
+        if "num_samples" in g.attrs and int(g.attrs["num_samples"]) != T:
+            _fail(path, f"{key}.attrs['num_samples']", f"{T} (the rows of actions)", int(g.attrs["num_samples"]))
+        obs = g.get("obs")
+        if not isinstance(obs, h5py.Group) or "agentview_rgb" not in obs:
+            _fail(path, f"{key}/obs/agentview_rgb", f"uint8 ({T}, H, W, 3)", "nothing")
+        cameras = [k for k in ("agentview_rgb", "eye_in_hand_rgb") if k in obs]
+        for k in cameras:
+            x = obs[k]
+            if not isinstance(x, h5py.Dataset) or x.dtype != np.uint8 or x.ndim != 4 or x.shape[0] != T or x.shape[3] != 3:
+                got = f"{x.dtype} {x.shape}" if isinstance(x, h5py.Dataset) else "a group"
+                _fail(path, f"{key}/obs/{k}", f"uint8 ({T}, H, W, 3) (T = rows of actions)", got)
+        for k, D in LIBERO_LOWDIM.items():
+            x = obs.get(k)
+            if x is not None and (not isinstance(x, h5py.Dataset) or x.shape != (T, D) or x.dtype.kind != "f"):
+                got = f"{x.dtype} {x.shape}" if isinstance(x, h5py.Dataset) else "a group"
+                _fail(path, f"{key}/obs/{k}", f"float ({T}, {D}) (T = rows of actions)", got)
+        for k, x in [("actions", a), *((f"obs/{k}", obs[k]) for k in LIBERO_LOWDIM if k in obs)]:
+            with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, counted below
+                v = x[()].astype(np.float32)  # small arrays, checked as they will be written
+            if bad := v.size - np.isfinite(v).sum():
+                _fail(path, f"{key}/{k}", "finite values (as float32)", f"{bad} NaN/inf")
+        demos.append({"key": key, "T": T, "cameras": cameras})
+    return {"path": path, "task": task, "instruction": libero_language(task),
+            "bddl_language": info["language_instruction"], "demos": demos}
+
+
+def _official_files(src):
+    """The <task>_demo.hdf5 files named by --src: a folder (searched recursively), a file or a glob; sorted."""
+    if not src:
+        _fail("--src", "argument", "a folder, a file or a glob of official <task>_demo.hdf5 files", "nothing")
+    if os.path.isdir(src):
+        found = sorted(glob.glob(os.path.join(src, "**", "*_demo.hdf5"), recursive=True))
+    else:
+        found = [src] if os.path.isfile(src) else sorted(glob.glob(src))
+    if not found:
+        _fail(src, "files", "official LIBERO <task>_demo.hdf5 files (a folder, a file or a glob)", "none")
+    return found
+
+
+def convert_libero(args):
+    import json
+    files = _official_files(args.src)
+    names = [c for c in args.cameras.split(",") if c]
+    if "agentview" not in names or not set(names) <= set(CAMERAS):
+        _fail("arguments", "--cameras", "a comma list of agentview (required) and wrist", repr(args.cameras))
+    if args.shard_size < 1 or args.workers < 1 or args.image_size < 1:
+        _fail("arguments", "--shard_size, --workers, --image_size", "positive", (args.shard_size, args.workers, args.image_size))
+    cameras = [CAMERAS[c] for c in names]
+    checked = [check_official(p) for p in files]  # every file, before anything is written
+    items = [(c["path"], d["key"], c["task"], c["instruction"]) for c in checked for d in c["demos"]]
+    no_wrist = sum("eye_in_hand_rgb" not in d["cameras"] for c in checked for d in c["demos"])
+    print(f"libero: {len(files)} files checked, {len(items)} demos, {sum(d['T'] for c in checked for d in c['demos'])} "
+          f"steps, {len({c['task'] for c in checked})} tasks"
+          + (f"; {no_wrist} demos without eye_in_hand_rgb keep no wrist camera" if "wrist" in names and no_wrist else ""))
+    # Shard i holds items[i*n:(i+1)*n]: a rerun may only skip the shards that exist if it would write the
+    # same items with the same options, so the first run records them and a different rerun stops.
+    manifest = {"image_size": args.image_size, "cameras": cameras, "shard_size": args.shard_size,
+                "episodes": [[c["task"], d["key"], d["T"]] for c in checked for d in c["demos"]]}
+    path = os.path.join(args.out, "libero.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            try:
+                earlier = json.load(f)
+            except json.JSONDecodeError as e:
+                _fail(path, "file", "JSON written by an earlier conversion", f"invalid JSON ({e})")
+            if earlier != manifest:
+                _fail(path, "contents", "the sources and options of this run (convert into a fresh --out)",
+                      "those of an earlier, different conversion")
+    else:
+        os.makedirs(args.out, exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            json.dump(manifest, f)
+        os.replace(path + ".tmp", path)
+    _convert("libero", items, args, dict(image_size=args.image_size, cameras=cameras))
+
+
 def check(args):
     for path in find_episode_files(args.spec):
         size, demos = _scan(path)
@@ -780,6 +950,16 @@ def main(argv=None):
         c.add_argument("--shard_size", type=int, default=200, help="episodes per shard file")
         c.add_argument("--workers", type=int, default=1, help="parallel worker processes")
         c.set_defaults(run=convert_bdv2 if name == "bdv2" else convert_ssv2)
+    lib = sub.add_parser("libero", help="convert official LIBERO demo files (<task>_demo.hdf5) into episode shards")
+    lib.add_argument("--src", help="a folder (searched recursively), a file or a glob of official <task>_demo.hdf5 files")
+    lib.add_argument("--out", default="data/libero", help="output folder of shards")
+    lib.add_argument("--image_size", type=int, default=128,
+                     help="frames flipped upright and squashed to this height and width (128, the official size: no resize)")
+    lib.add_argument("--cameras", default="agentview,wrist",
+                     help="comma list of cameras to keep where present: agentview (agentview_rgb, required), wrist (eye_in_hand_rgb)")
+    lib.add_argument("--shard_size", type=int, default=50, help="episodes per shard file (an official file holds 50 demos)")
+    lib.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    lib.set_defaults(run=convert_libero)
     args = p.parse_args(argv)
     args.run(args)
 

