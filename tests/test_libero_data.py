@@ -287,6 +287,7 @@ def recorded(task, tmp_path_factory):
 def test_recorded_from_simulator_converts_and_finetunes(recorded, task, tmp_path):
     path, demo = recorded
     assert demo["obs"]["agentview_rgb"].shape == (12, 128, 128, 3) and demo["states"].shape[0] == 12
+    assert demo["obs"]["agentview_rgb"].std() > 10 and np.abs(np.diff(demo["obs"]["joint_states"], axis=0)).max() > 1e-3
     assert data.check_official(path)["demos"][0]["T"] == 12
     out = tmp_path / "libero64"
     run("data.py", "libero", "--src", path, "--out", out, "--image_size", "64")
