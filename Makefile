@@ -3,9 +3,20 @@
 PY ?= python
 RUNS ?= runs
 
-.PHONY: install demo test
+.PHONY: install install-libero demo test
 install:
 	$(PY) -m pip install -q -r requirements.txt
+
+# the LIBERO simulator stack (libero_sim.py): headless-GL system libraries, then the pinned packages.
+# robosuite's setup_macros.py only silences its "No private macro file" warnings.
+APT_GL = libegl1 libgl1 libopengl0 libgl1-mesa-dri libglib2.0-0 libosmesa6
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+install-libero: install
+	$(SUDO) apt-get install -y -qq --no-install-recommends $(APT_GL) > /dev/null || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_GL) > /dev/null) || \
+		(echo "apt-get failed: install $(APT_GL) with your package manager" && exit 1)
+	$(PY) -m pip install -q -r requirements.txt -r requirements-libero.txt
+	$(PY) -c "import robosuite, runpy, os; runpy.run_path(os.path.join(robosuite.__path__[0], 'scripts', 'setup_macros.py'), run_name='__main__')" > /dev/null 2>&1
 
 # toy data -> stage 1 (latent pretraining on action-free source video) -> stage 2 (5 demos per task)
 # -> closed-loop success of the pretrained and the from-scratch policy -> CCA of the latents

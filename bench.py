@@ -12,6 +12,10 @@ Groups:
     wm        world-model forward+backward ms/step: 1m at 64x64 batch 16 x 10 steps; 12m at 128x128 batch 8
     policy    BAKU and DP forward+backward ms/step at batch 32, 64 and 128 px, small and default widths
     pretrain  one joint stage-1 step (small BAKU + 1m world model, 64 px, batch 32, chunk 10)
+    libero    LIBERO-Object env steps/s (all processes together) with 1 and 2 simulator processes, for
+              the fast render path (agentview only, MSAA off: evaluation's default) and the default one
+              (agentview + wrist, MSAA on), and the wall time of a 10-task x 10-episode LIBERO-Object
+              evaluation estimated from it; needs requirements-libero.txt (not in the default --only)
 Each timing is the median over --iters runs after one warm-up.
 """
 import argparse
@@ -121,6 +125,34 @@ if "pretrain" in groups:
         z = pol.latent({"agentview": frames[:, 0], "lang": lang})  # (B, n, 7)
         wm.loss(frames, z, openloop_weight=1.0).loss.backward()
     results["pretrain_step_small_baku_1m_64px_b32_ms"] = 1000 * timed(step)
+
+if "libero" in groups:
+    import libero_sim
+    steps = 50 * args.iters
+    for path, cams, msaa in (("fast", ("agentview",), False), ("default", ("agentview", "wrist"), True)):
+        for n in (1, 2):
+            pool = libero_sim.EnvWorkers(n, cams, 128, msaa=msaa)
+            t0 = time.perf_counter()
+            for i in range(n):  # task 0, init states 0..n-1: env build + reset + settle
+                pool.send(i, "reset", "libero_object", 0, i)
+            for i in range(n):
+                pool.recv(i)
+            reset_s = time.perf_counter() - t0
+            acts = np.random.default_rng(0).uniform(-0.2, 0.2, (steps, 7))  # small random motions, gripper +-0.2
+            t0 = time.perf_counter()
+            for a in acts:
+                for i in range(n):
+                    pool.send(i, "step", a)
+                for i in range(n):
+                    pool.recv(i)
+            results[f"libero_{path}_{n}proc_steps_per_s"] = n * steps / (time.perf_counter() - t0)
+            results[f"libero_{path}_{n}proc_first_reset_s"] = reset_s
+            pool.close()
+    # 100 episodes of at most 280 + 10 settle steps; a task switch rebuilds the env in every process
+    worst = 100 * (libero_sim.SUITES["libero_object"] + libero_sim.SETTLE_STEPS)
+    for path in ("fast", "default"):
+        results[f"libero_object_10x10_eval_{path}_2proc_min_upper_bound"] = (
+            worst / results[f"libero_{path}_2proc_steps_per_s"] + 10 * results[f"libero_{path}_2proc_first_reset_s"]) / 60
 
 text = json.dumps(results, indent=1)
 print(text)
