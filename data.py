@@ -7,6 +7,9 @@ Commands
     python data.py check data/toy            # validate files (a file, a folder, a glob or "toy")
     python data.py libero --src datasets/libero_90 --out data/libero_90 --workers 8   # official LIBERO demo files
     python data.py libero --src 'datasets/libero_10/*_demo.hdf5' --out data/libero_10_64 --image_size 64
+    python data.py libero-expert --suite libero_object --demos 20 --out data/libero_expert --workers 2
+        # no download: scripted-expert demos recorded in the real simulator, in the official schema
+        # (libero_expert.py); convert them with `data.py libero` like official files
     python data.py bdv2 --src raw/bridge_data_v2 --out data/bdv2 --workers 8        # BridgeData v2 raw tree
     python data.py ssv2 --src 20bn-something-something-v2 --labels labels/train.json --out data/ssv2 \
         --fraction 0.1 --frame_skip 2 --workers 8                                      # SSv2 webm videos
@@ -911,6 +914,19 @@ def convert_libero(args):
     _convert("libero", items, args, dict(image_size=args.image_size, cameras=cameras))
 
 
+def libero_expert(args):
+    import libero_expert as expert  # needs the simulator stack (requirements-libero.txt)
+    tasks = None if not args.tasks else [int(t) for t in args.tasks.split(",")]
+    if args.demos < 1 or args.workers < 1 or args.noise < 0 or not 0 <= args.jitter <= 1:
+        _fail("arguments", "--demos, --workers, --noise, --jitter", "demos, workers >= 1, noise >= 0, 0 <= jitter <= 1",
+              (args.demos, args.workers, args.noise, args.jitter))
+    try:
+        expert.generate(args.suite, args.out, demos_per_task=args.demos, task_ids=tasks, workers=args.workers,
+                        noise=args.noise, jitter=args.jitter, seed=args.seed)
+    except ValueError as e:  # a suite or task the expert is not scripted for
+        _fail(args.suite, "--suite/--tasks", "a suite and tasks the scripted expert solves", e)
+
+
 def check(args):
     for path in find_episode_files(args.spec):
         size, demos = _scan(path)
@@ -960,6 +976,16 @@ def main(argv=None):
     lib.add_argument("--shard_size", type=int, default=50, help="episodes per shard file (an official file holds 50 demos)")
     lib.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     lib.set_defaults(run=convert_libero)
+    exp = sub.add_parser("libero-expert", help="record scripted-expert demos in the real LIBERO simulator, official schema")
+    exp.add_argument("--suite", default="libero_object", choices=["libero_object", "libero_spatial"], help="LIBERO suite")
+    exp.add_argument("--tasks", default="", help="comma list of task indices (default: every task the expert solves)")
+    exp.add_argument("--demos", type=int, default=20, help="successful demos PER TASK (only successes are kept)")
+    exp.add_argument("--out", default="data/libero_expert", help="folder of official <task>_demo.hdf5 files, one per task")
+    exp.add_argument("--noise", type=float, default=0.1, help="Gaussian sigma on the position actions (action units; 0.1 ~ 5 mm/step)")
+    exp.add_argument("--jitter", type=float, default=1.0, help="0..1: random waypoint offsets, speeds and gripper timings")
+    exp.add_argument("--seed", type=int, default=0, help="layouts and noise are a function of (seed, task, attempt)")
+    exp.add_argument("--workers", type=int, default=2, help="simulator processes (one task at a time each)")
+    exp.set_defaults(run=libero_expert)
     args = p.parse_args(argv)
     args.run(args)
 

@@ -9,14 +9,14 @@ Python API
     generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=0.1, jitter=1.0,
              seed=0, max_attempts=None)            <out_dir>/<task name>_demo.hdf5 per task (official schema)
 
-Approach (../shared/reference/libero_scripted_expert.md; every number there was re-measured here)
+Approach (follows ../shared/reference/libero_scripted_expert.md)
 - Goal from the BDDL: env.env.parsed_problem["goal_state"][0] = ['in', obj, region] or ['on', obj, target].
   A region's object is the longest object name that prefixes it; its xy is the region site's.
 - Geometry from the simulator after the settle steps: the collision geoms of every object (mesh
   vertices, box corners for primitives) give world point clouds and AABBs; the gripper's own
   collision geoms, read in the eef-site frame, give the boxes that must not touch a neighbour.
-- Grasp: eef at the object's mid-height, but >= 3.6 cm below its top (the palm clears the top) and
-  >= 1.5 cm above its bottom. Yaw: the smallest of 0, +-15, ..., 90 deg whose closing width is < 6.8 cm
+- Grasp: eef at the object's mid-height, but at most 3.7 cm below its top (tall bottles are gripped
+  near the top; the palm, 3.1 cm above the eef, just touches it) and >= 1.5 cm above its bottom. Yaw: the smallest of 0, +-15, ..., 90 deg whose closing width is < 6.8 cm
   and whose gripper boxes (extended upwards: the descent sweeps them) hold no neighbour point. No
   yaw fits the width (bowls): a rim grasp, fingers closing radially across the wall 2 cm below the rim.
 - Waypoints, P-controlled (action = (target - eef) / 0.05, clipped to a speed cap), orientation held
@@ -35,8 +35,14 @@ Approach (../shared/reference/libero_scripted_expert.md; every number there was 
   A layout whose object positions are all within 1 mm of one of the evaluation's 50 init states is
   skipped, so demos and evaluation are disjoint.
 
-Measured (2-core CPU, OMP_NUM_THREADS=1, EGL llvmpipe)
-    see the table at the end of this docstring, filled in from the runs of `python libero_expert.py --bench`.
+Measured (2-core CPU shared by 2 simulator processes, OMP_NUM_THREADS=1, EGL llvmpipe, MSAA off)
+    libero_object, 10 sampled layouts per task, rendering off (python libero_expert.py --bench 10 [...]):
+      noise 0, jitter 0:      100/100 at the end, 141 steps (130..171 per task), 1.7 s/episode
+      noise 0.1, jitter 1.0:  99/100 at the end (one cream-cheese miss), ~187 steps, 2.2 s/episode
+    rendering on, both cameras 128x128: 143 steps in 12.4 s (87 ms/step); a 1-demo generate() ~30 s
+    with env creation.
+    libero_spatial, fixed init states 0..2 per task, rendering off: 25/30. Tasks 0-3, 7-9: 3/3;
+    4 (top drawer) 2/3; 6 (next to cookie box) 2/3; 5 (bowl on the ramekin) 0/3: generate() refuses it.
 """
 import argparse
 import os
@@ -47,6 +53,9 @@ import numpy as np
 
 import libero_sim
 
+# suites generate() accepts, and the tasks it refuses (measured: 0 successes)
+SOLVED = {"libero_object": {"refuse": {}},
+          "libero_spatial": {"refuse": {5: "bowl on the ramekin: the rim grasp never lifts it, 0/3 layouts"}}}
 # controller
 POS_SCALE = 0.05  # m per unit of position action (robosuite OSC_POSE output_max)
 ROT_SCALE = 0.5  # rad per unit of rotation action
@@ -66,7 +75,7 @@ IN_HEIGHT = 0.035  # m, 'in': held object's bottom this far above the container 
 ON_HEIGHT = 0.02  # m, 'on': held object's bottom this far above the target's top at release
 RETREAT = 0.08  # m, lift after release
 YAWS = np.deg2rad([0, 15, -15, 30, -30, 45, -45, 60, -60, 75, -75, 90])  # candidates, preferred first
-DOWN = np.array([[0., 1, 0], [1, 0, 0], [0, 0, -1]])  # eef-site frame pointing straight down (LIBERO's start pose, untilted)
+DOWN = np.array([[0., 1, 0], [1, 0, 0], [0, 0, -1]])  # eef-site frame pointing down (LIBERO's start pose, untilted)
 # timing (steps)
 CLOSE_STEPS, OPEN_STEPS, WAIT_STEPS = 12, 10, 20
 MAX_STEPS = 600  # episode cap (after the settle steps); robosuite's horizon is 1000
@@ -99,15 +108,17 @@ def _geom_points(m, d, g):
     return d.geom_xpos[g] + local @ d.geom_xmat[g].reshape(3, 3).T  # (V, 3)
 
 
-def _collision_geoms(m, prefix):
-    """Ids of the collision geoms (contype or conaffinity set; visual geoms have neither) of the bodies
-    whose names start with prefix."""
+def _collision_geoms(m, prefixes):
+    """{prefix: ids of the collision geoms (contype or conaffinity set; visual geoms have neither) of the
+    bodies whose names start with prefix}."""
     import mujoco
-    out = []
+    out = {p: [] for p in prefixes}
     for g in range(m.ngeom):
-        body = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, m.geom_bodyid[g]) or ""
-        if body.startswith(prefix) and (m.geom_contype[g] or m.geom_conaffinity[g]):
-            out.append(g)
+        if m.geom_contype[g] or m.geom_conaffinity[g]:
+            body = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, m.geom_bodyid[g]) or ""
+            for p in prefixes:
+                if body.startswith(p):
+                    out[p].append(g)
     return out
 
 
@@ -130,7 +141,7 @@ def _gripper(m, d):
     import mujoco
     p, R = _site(m, d)
     boxes, pads, palm = [], [], None
-    for g in _collision_geoms(m, "gripper0_"):
+    for g in _collision_geoms(m, ["gripper0_"])["gripper0_"]:
         local = (_geom_points(m, d, g) - p) @ R  # (V, 3) in the site frame
         if not len(local):
             continue
@@ -177,7 +188,7 @@ class Scene:
         else:  # a region site: its parent is the longest object name that prefixes it
             self.target = max((n for n in names if target.startswith(n + "_")), key=len)
             self.site = mujoco.mj_name2id(self.m, mujoco.mjtObj.mjOBJ_SITE, target)
-        self.geoms = {n: _collision_geoms(self.m, n + "_") for n in names}
+        self.geoms = {n: g for n, g in zip(names, _collision_geoms(self.m, [n + "_" for n in names]).values())}
         self.body = {n: mujoco.mj_name2id(self.m, mujoco.mjtObj.mjOBJ_BODY, e.get_object(n).root_body) for n in names}
         self.boxes, self.closing, self.palm = _gripper(self.m, self.d)
         self.base = self.d.xpos[mujoco.mj_name2id(self.m, mujoco.mjtObj.mjOBJ_BODY, "robot0_base")].copy()
@@ -351,3 +362,190 @@ def run_episode(env, rng, noise=0.0, jitter=0.0, record=False, max_steps=MAX_STE
         out.update(actions=np.array(actions), states=np.array(states),
                    obs={k: np.array(v) for k, v in obs.items()})
     return out
+
+
+# -------------------------------------------------------------------------------------------------
+# demo files
+def _object_qpos(env):
+    """Indices into a flat sim state (time, qpos, qvel) of every movable object's position (x, y, z)."""
+    import mujoco
+    m, _ = _mj(env)
+    out = []
+    for n, o in env.env.objects_dict.items():
+        j = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, o.joints[-1])
+        if j >= 0 and m.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE:
+            out.extend(1 + m.jnt_qposadr[j] + np.arange(3))
+    return np.array(out)
+
+
+def layout_distance(state, evals, idx):
+    """How far (m) a flat sim state's object positions are from the nearest of the evaluation's init
+    states (rows of evals): the largest object coordinate difference, minimised over the rows."""
+    return float(np.abs(evals[:, idx] - state[idx]).max(1).min())
+
+
+def layout_seed(seed, task_id, attempt):
+    """The simulator seed of one attempt: a pure function of (seed, task, attempt)."""
+    return int(np.random.SeedSequence([seed, task_id, attempt]).generate_state(1)[0])
+
+
+def _task_job(job, tick=None):
+    """Generate one task's file. job: dict of generate()'s arguments for one task. Returns its stats."""
+    task, path = job["task"], job["path"]
+    t0 = time.time()
+    record = job["render"]
+    env = libero_sim.make_env(task["bddl"], cameras=("agentview", "wrist"), msaa=False, render=record)
+    evals = libero_sim.init_states(job["suite"], task["id"])  # (50, D): demos must not start from these
+    idx = _object_qpos(env)
+    demos, steps, attempts, skipped = [], [], 0, 0
+    for attempt in range(job["max_attempts"]):
+        if len(demos) == job["demos"]:
+            break
+        env.seed(layout_seed(job["seed"], task["id"], attempt))  # numpy's global generator: LIBERO's samplers use it
+        env.reset()  # soft reset: re-samples the object placements
+        if layout_distance(env.get_sim_state(), evals, idx) < 1e-3:  # an evaluation layout (never seen so far)
+            skipped += 1
+            continue
+        attempts += 1
+        rng = np.random.default_rng([job["seed"], task["id"], attempt])
+        ep = run_episode(env, rng, job["noise"], job["jitter"], record=record)
+        if ep["success"]:
+            steps.append(ep["steps"])
+            if record:
+                ep["model_file"] = env.env.sim.model.get_xml()
+                demos.append(ep)
+            else:
+                demos.append(None)
+            if tick is not None:
+                tick(1)
+    env.close()
+    if record and demos:
+        libero_sim.write_official(path, demos, task["bddl"])
+    return {"task": task["name"], "kept": len(demos), "attempts": attempts, "skipped": skipped,
+            "mean_steps": float(np.mean(steps)) if steps else 0.0, "seconds": time.time() - t0}
+
+
+_QUEUE = None  # progress ticks from pool workers
+
+
+def _pool_init(q):
+    global _QUEUE
+    _QUEUE = q
+
+
+def _pool_job(job):
+    return _task_job(job, _QUEUE.put)
+
+
+def generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=0.1, jitter=1.0, seed=0,
+             max_attempts=None, render=True):
+    """Write <out_dir>/<task name>_demo.hdf5 per task (the official LIBERO file name and schema, both
+    cameras at 128x128 in the simulator's upside-down orientation, MSAA off like evaluation) with
+    demos_per_task successful expert demos from fresh layouts the simulator samples (seeds a function
+    of (seed, task, attempt), none equal to an evaluation init state).
+    task_ids: None = every task of the suite; workers: processes, one task at a time each;
+    noise, jitter: see run_episode / plan; max_attempts: episodes per task before giving up (default
+    2 x demos_per_task + 5); a task whose file exists is skipped (files are written atomically), one
+    that runs out of attempts is written with the demos it has and reported. render=False: physics only,
+    no file written (success statistics). Returns [per-task stats dicts]."""
+    import multiprocessing
+    from tqdm import tqdm
+    if suite not in SOLVED:
+        raise ValueError(f"suite {suite!r}: the expert is scripted for {sorted(SOLVED)} only")
+    libero_sim.setup_rendering()
+    tasks = libero_sim.suite_tasks(suite)
+    task_ids = range(len(tasks)) if task_ids is None else task_ids
+    for i in task_ids:
+        if tasks[i]["id"] in SOLVED[suite]["refuse"]:
+            raise ValueError(f"{suite} task {i} ({tasks[i]['name']}): the scripted expert does not solve it "
+                             f"({SOLVED[suite]['refuse'][i]})")
+    max_attempts = max_attempts or 2 * demos_per_task + 5
+    jobs = []
+    for i in task_ids:
+        path = os.path.join(out_dir, tasks[i]["name"] + "_demo.hdf5")
+        if render and os.path.exists(path):
+            print(f"skip {path} (exists)")
+            continue
+        jobs.append({"suite": suite, "task": tasks[i], "path": path, "demos": demos_per_task, "noise": noise,
+                     "jitter": jitter, "seed": seed, "max_attempts": max_attempts, "render": render})
+    stats = []
+    bar = tqdm(total=len(jobs) * demos_per_task, desc=f"{suite} expert demos", unit="ep", dynamic_ncols=True)
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            stats.append(_task_job(job, bar.update))
+            _report(stats[-1], bar)
+    else:
+        ctx = multiprocessing.get_context("fork")  # the caller needs no __main__ guard
+        q = ctx.Queue()
+        with ctx.Pool(min(workers, len(jobs)), initializer=_pool_init, initargs=(q,)) as pool:
+            pending = [pool.apply_async(_pool_job, (job,)) for job in jobs]
+            while pending:
+                try:
+                    bar.update(q.get(timeout=0.5))
+                except Exception:  # queue.Empty
+                    pass
+                for r in [r for r in pending if r.ready()]:
+                    pending.remove(r)
+                    stats.append(r.get())
+                    _report(stats[-1], bar)
+    bar.close()
+    kept, tried = sum(s["kept"] for s in stats), sum(s["attempts"] for s in stats)
+    if tried:
+        print(f"{suite}: kept {kept}/{tried} episodes ({kept / tried:.0%} success) in {len(stats)} task files")
+    return stats
+
+
+def _report(s, bar):
+    line = (f"{s['task']}: kept {s['kept']}/{s['attempts']}, mean {s['mean_steps']:.0f} steps, "
+            f"{s['seconds'] / max(s['attempts'], 1):.1f} s/episode")
+    bar.write(line)
+
+
+# -------------------------------------------------------------------------------------------------
+def bench(suite, task_ids, layouts, noise, jitter, seed=0):
+    """Success per task on fresh sampled layouts, rendering off: [(task, success, ever, mean steps, s/episode)]."""
+    tasks = libero_sim.suite_tasks(suite)
+    out = []
+    for i in task_ids:
+        env = libero_sim.make_env(tasks[i]["bddl"], render=False)
+        res, t0 = [], time.time()
+        for k in range(layouts):
+            env.seed(layout_seed(seed, i, k))
+            env.reset()
+            res.append(run_episode(env, np.random.default_rng([seed, i, k]), noise, jitter))
+        env.close()
+        out.append((tasks[i]["name"], sum(r["success"] for r in res), sum(r["success_ever"] for r in res),
+                    float(np.mean([r["steps"] for r in res])), (time.time() - t0) / layouts))
+        print(f"{suite} {i} {out[-1][0]}: {out[-1][1]}/{layouts} at the end ({out[-1][2]} ever), "
+              f"{out[-1][3]:.0f} steps, {out[-1][4]:.2f} s/episode", flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description="The scripted LIBERO expert: a demo episode, or success statistics.")
+    p.add_argument("--suite", default="libero_object", help="libero_object or libero_spatial")
+    p.add_argument("--task", type=int, default=0, help="task id of the demo episode")
+    p.add_argument("--noise", type=float, default=0.0, help="Gaussian sigma on the position actions (action units)")
+    p.add_argument("--jitter", type=float, default=0.0, help="waypoint/speed jitter scale in [0, 1]")
+    p.add_argument("--gif", default="libero_expert.gif", help="where the demo episode's upright agentview GIF goes")
+    p.add_argument("--bench", type=int, default=0, help="N > 0: success of every task on N sampled layouts, rendering off")
+    args = p.parse_args()
+    libero_sim.setup_rendering()
+    if args.bench:
+        tasks = range(len(libero_sim.suite_tasks(args.suite)))
+        res = bench(args.suite, tasks, args.bench, args.noise, args.jitter)
+        print(f"all: {sum(r[1] for r in res)}/{args.bench * len(res)} at the end, "
+              f"{np.mean([r[3] for r in res]):.0f} steps, {np.mean([r[4] for r in res]):.2f} s/episode")
+        sys.exit()
+    task = libero_sim.suite_tasks(args.suite)[args.task]
+    env = libero_sim.make_env(task["bddl"], cameras=("agentview", "wrist"))
+    env.reset()
+    env.set_init_state(libero_sim.init_states(args.suite, args.task)[0])
+    t0 = time.time()
+    ep = run_episode(env, np.random.default_rng(0), args.noise, args.jitter, record=True)
+    print(f"{args.suite} task {args.task} ({task['language']}): success {ep['success']} (ever {ep['success_ever']}), "
+          f"{ep['steps']} steps, {time.time() - t0:.1f} s with both cameras")
+    from PIL import Image
+    frames = [Image.fromarray(np.ascontiguousarray(f[::-1])) for f in ep["obs"]["agentview_rgb"][::2]]  # upright
+    frames[0].save(args.gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    print(f"wrote {args.gif} ({len(frames)} frames, every 2nd step, upright)")
