@@ -81,7 +81,7 @@ if libero and not 1 <= args.episodes <= 50:
 # -------------------------------------------------------------------------------------------------
 # the environment seam: everything simulator-specific is here
 def suite_tasks(suite):
-    """[(task name, family, instruction, step limit)] in the suite's order."""
+    """[(task name, family, instruction, step limit)] in the suite's order (a task's index is its id)."""
     if suite == "toy":
         return [(t, toyworld.task_family(t), toyworld.instruction(t), toyworld.MAX_STEPS) for t in toyworld.TASKS]
     return [(t["name"], libero_sim.task_type(t["language"]), t["language"], libero_sim.SUITES[suite])
@@ -96,8 +96,8 @@ class ToyEnvs:
         self.out = [None] * n
 
     def send(self, i, *msg):
-        if msg[0] == "reset":  # ("reset", suite, task index, episode)
-            self.out[i] = self.envs[i].reset(tasks[msg[2]][0], args.seed + msg[3])
+        if msg[0] == "reset":  # ("reset", suite, task id, episode)
+            self.out[i] = self.envs[i].reset(toyworld.TASKS[msg[2]], args.seed + msg[3])
         else:  # ("step", action) -> (obs, done, success)
             obs, ok, done = self.envs[i].step(msg[1])
             self.out[i] = (obs, done, ok)
@@ -133,6 +133,7 @@ def wilson(k, n, z=1.96):
 
 
 tasks = suite_tasks(args.suite)
+suite_ids = {t[0]: i for i, t in enumerate(tasks)}  # the simulator knows tasks by index
 if args.tasks:
     names = [t[0] for t in tasks]
     wanted = [names[int(w)] if w.isdigit() and int(w) < len(names) else w for w in args.tasks.split(",")]
@@ -146,7 +147,6 @@ lang_table = dict(ckpt["lang"])
 if missing:
     print(f"note: {len(missing)} instruction(s) not in the checkpoint; embedding them with MiniLM")
     lang_table.update(zip(missing, embed_instructions(missing)))
-suite_ids = {name: i for i, (name, *_) in enumerate(suite_tasks(args.suite))} if libero else None
 
 
 @torch.no_grad()
@@ -167,7 +167,7 @@ def evaluate():
             fresh = [i for i in range(n) if slots[i] is None and queue]
             for i in fresh:  # resets run in parallel too (a LIBERO task switch rebuilds the env: seconds)
                 j, e = queue.pop(0)
-                pool.send(i, "reset", args.suite, suite_ids[tasks[j][0]] if libero else j, e)
+                pool.send(i, "reset", args.suite, suite_ids[tasks[j][0]], e)
                 limit = args.max_steps or tasks[j][3]
                 slots[i] = {"task": j, "ep": e, "t": 0, "limit": limit, "plan": None, "ok": False,
                             "lang": torch.as_tensor(lang_table[tasks[j][2]], dtype=torch.float32),

@@ -83,3 +83,31 @@ def test_evaluate_one_process_msaa_temporal_agg_and_bad_flags(ckpt, tmp_path):
     assert r.stderr.strip().splitlines() == ["error: --episodes: expected 1..50 for LIBERO (one per fixed init state), got 51"]
     r = run("evaluate.py", "--ckpt", str(ckpt), "--suite", "libero_object", "--tasks", "10", ok=False)
     assert r.stderr.strip().startswith("error: --tasks: unknown task(s) ['10']")
+
+
+def test_module_demos_and_bench_libero_group(tmp_path):
+    """`python libero_sim.py`, `python libero_expert.py` and `bench.py --only libero`, as a user runs them."""
+    cwd = dict(cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT), capture_output=True,
+               text=True, timeout=600)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "libero_sim.py")], **cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "rendering backend: " in r.stdout and "steps/s" in r.stdout and (tmp_path / "libero_frame.png").exists()
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--only", "libero", "--iters", "1", "--out", "b.json"], **cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.load(open(tmp_path / "b.json"))
+    for path in ("fast", "default"):
+        assert res[f"libero_{path}_1proc_steps_per_s"] > 0 and res[f"libero_{path}_2proc_steps_per_s"] > 0
+        assert res[f"libero_object_10x10_eval_{path}_2proc_min_upper_bound"] > 0
+
+
+def test_expert_module_demo_and_bench(tmp_path):
+    """`python libero_expert.py` (one rendered episode and its GIF) and `--bench` (success statistics)."""
+    cwd = dict(cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT), capture_output=True,
+               text=True, timeout=600)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "libero_expert.py"), "--suite", "libero_object", "--task", "1",
+                        "--noise", "0.1", "--jitter", "0.5", "--gif", "ep.gif"], **cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "libero_object task 1" in r.stdout and "success True" in r.stdout and (tmp_path / "ep.gif").stat().st_size > 0
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "libero_expert.py"), "--suite", "libero_spatial", "--bench", "1"], **cwd)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1].startswith("all: ")

@@ -8,6 +8,9 @@ from conftest import require_libero
 require_libero()
 
 import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
@@ -16,6 +19,7 @@ import pytest  # noqa: E402
 import data  # noqa: E402
 import libero_expert  # noqa: E402
 import libero_sim  # noqa: E402
+from conftest import ROOT  # noqa: E402
 
 SUITE = "libero_object"
 
@@ -32,13 +36,26 @@ def test_expert_solves_a_fixed_init_state():
     assert "actions" not in ep  # recording is off by default
 
 
+def cli(*args, ok=True):
+    r = subprocess.run([sys.executable, "data.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert (r.returncode == 0) == ok, r.stdout[-2000:] + r.stderr[-2000:]
+    return r
+
+
+def test_refuses_a_task_it_does_not_solve(tmp_path):
+    r = cli("libero-expert", "--suite", "libero_spatial", "--tasks", "5", "--out", str(tmp_path / "x"), ok=False)
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: libero_spatial: --suite/--tasks")
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.fixture(scope="module")
 def demo_file(tmp_path_factory):
-    """One rendered demo of task 1 (cream cheese, the shortest) written by generate()."""
+    """One rendered demo of task 1 (cream cheese, the shortest) written by `data.py libero-expert`."""
     out = tmp_path_factory.mktemp("expert")
-    stats = libero_expert.generate(SUITE, str(out), demos_per_task=1, task_ids=[1], workers=1, noise=0.1,
-                                   jitter=1.0, seed=3)
-    assert stats[0]["kept"] == 1, stats
+    r = cli("libero-expert", "--suite", SUITE, "--tasks", "1", "--demos", "1", "--noise", "0.1", "--jitter", "1.0",
+            "--seed", "3", "--workers", "1", "--out", str(out))
+    assert "kept 1/" in r.stdout + r.stderr
     task = libero_sim.suite_tasks(SUITE)[1]
     return out / (task["name"] + "_demo.hdf5"), task
 
@@ -68,6 +85,16 @@ def test_generate_writes_the_official_schema(demo_file):
         assert obs["agentview_rgb"][0].std() > 10  # a rendered scene, not a blank frame
         # the gripper closes and opens: the demo is a pick and place, not idling
         assert (ep["actions"][:, 6] > 0).any() and ep["actions"][-1, 6] < 0
+
+
+def test_recorded_file_converts(demo_file, tmp_path):
+    path, task = demo_file
+    cli("libero", "--src", str(path.parent), "--out", str(tmp_path / "conv"), "--image_size", "64")
+    (ep,) = data.read_episodes(str(tmp_path / "conv" / "libero_00000.hdf5"))
+    with h5py.File(path, "r") as f:
+        raw = f["data/demo_0/obs/agentview_rgb"][:]
+    assert ep["instruction"] == task["language"] and ep["obs"]["agentview_rgb"].shape == (len(raw), 64, 64, 3)
+    np.testing.assert_array_equal(ep["obs"]["agentview_rgb"][-1], libero_sim.upright(raw[-1], 64))
 
 
 def test_recorded_demo_replays(demo_file):
