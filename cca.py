@@ -5,8 +5,14 @@ A pretrained policy (pretrain.py checkpoint) is run on labeled demos: every wind
 latents z_t..z_{t+n-1} from frame t, and each latent z_{t+k} is paired with the true action
 a_{t+k} (padding past the episode end is dropped). The first canonical correlation between the
 paired samples is reported per task family (Put/Move/Remove/Take, the paper's Table III groups) and
-overall, next to the same number for a randomly initialised policy of the same architecture: a
-random conv net already scores well above 0 in-sample, so the raw number means little on its own.
+overall, next to the same number for randomly initialised policies of the same architecture (the
+mean over --random_seeds of them).
+
+Held out by episode: the canonical directions are fitted on half of the episodes and the correlation
+is measured on the other half (and the halves swapped; the mean is reported). Windows of one episode
+are never split: latents that only encode an episode's look are nearly constant within it, and an
+in-sample CCA rewards that (a random conv net scores well above 0 in-sample). The in-sample number
+is printed beside it, labelled, for comparison with papers that report it.
 
     python cca.py --ckpt runs/pretrain/ckpt.pt                   # toy: data/toy/target_demos.hdf5
     python cca.py --ckpt runs/bdv2/ckpt.pt --data data/libero_90
@@ -25,12 +31,10 @@ from data import DataError, DemoWindows, find_episode_files
 from policies import CheckpointError, load_checkpoint, make_policy, policy_from_checkpoint
 
 
-def first_cca(x, y, ridge=1e-3):
-    """First canonical correlation of x (N, p) and y (N, q), ridge-regularised.
-
-    Each covariance gets ridge * (mean variance) added on its diagonal, so constant or collinear
-    columns never divide by zero; a dimension with no variance simply contributes nothing.
-    """
+def cca_fit(x, y, ridge=1e-3):
+    """First canonical pair of x (N, p) and y (N, q), ridge-regularised -> (rho, u (p,), v (q,)) with
+    corr(x @ u, y @ v) = rho in-sample. Each covariance gets ridge * (mean variance) on its diagonal,
+    so constant or collinear columns never divide by zero; a dimension with no variance adds nothing."""
     x = x - x.mean(0)
     y = y - y.mean(0)
     n = len(x)
@@ -42,14 +46,36 @@ def first_cca(x, y, ridge=1e-3):
         w, v = np.linalg.eigh(c)
         return v @ np.diag(1 / np.sqrt(np.maximum(w, 1e-12))) @ v.T
 
-    m = inv_sqrt(cxx) @ cxy @ inv_sqrt(cyy)  # (p, q) whitened cross-covariance
-    return float(np.clip(np.linalg.svd(m, compute_uv=False)[0], 0.0, 1.0))
+    wx, wy = inv_sqrt(cxx), inv_sqrt(cyy)
+    U, sv, Vt = np.linalg.svd(wx @ cxy @ wy)  # whitened cross-covariance (p, q)
+    return float(np.clip(sv[0], 0.0, 1.0)), wx @ U[:, 0], wy @ Vt[0]
+
+
+def first_cca(x, y, ridge=1e-3):
+    """In-sample first canonical correlation of x (N, p) and y (N, q)."""
+    return cca_fit(x, y, ridge)[0]
+
+
+def heldout_cca(x, y, episode, ridge=1e-3, seed=0):
+    """Two-fold first canonical correlation split by episode: directions fitted on one half of the
+    episodes, correlation measured on the other half, then swapped; the mean of the two. Can be
+    negative (directions that do not generalise); nan with fewer than 2 episodes."""
+    eps = np.random.default_rng(seed).permutation(np.unique(episode))
+    if len(eps) < 2:
+        return float("nan")
+    first = np.isin(episode, eps[: len(eps) // 2])
+    scores = []
+    for fit, test in ((first, ~first), (~first, first)):
+        _, u, v = cca_fit(x[fit], y[fit], ridge)
+        a, b = (x[test] - x[fit].mean(0)) @ u, (y[test] - y[fit].mean(0)) @ v
+        scores.append(float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0)
+    return float(np.mean(scores))
 
 
 @torch.no_grad()
 def collect(policy, dataset, device, batch_size):
     """Run the policy on every window; paired (latent, action) samples and their task family."""
-    zs, acts, fams = [], [], []
+    zs, acts, fams, eps = [], [], [], []
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     for batch in loader:
         obs = {"agentview": batch["agentview"].to(device).float() / 255, "lang": batch["lang"].to(device)}
@@ -58,7 +84,8 @@ def collect(policy, dataset, device, batch_size):
         zs.append(z[mask].numpy())  # (M, d): z_{t+k} ...
         acts.append(batch["actions"][mask].numpy())  # (M, A): ... paired with a_{t+k}
         fams += [f for f, m in zip(batch["task_type"], mask.sum(1).tolist()) for _ in range(m)]
-    return np.concatenate(zs), np.concatenate(acts), np.array(fams)
+        eps.append(batch["episode"][:, None].expand_as(mask)[mask].numpy())  # (M,) episode of each pair
+    return np.concatenate(zs), np.concatenate(acts), np.array(fams), np.concatenate(eps)
 
 
 def main():
@@ -66,7 +93,8 @@ def main():
     p.add_argument("--ckpt", required=True, help="a pretrain.py checkpoint (its policy emits latents)")
     p.add_argument("--data", default="toy", help="labeled demos: toy (data/toy/target_demos.hdf5) | directory | file")
     p.add_argument("--ridge", type=float, default=1e-3, help="covariance regularisation, relative to the mean variance")
-    p.add_argument("--seed", type=int, default=0, help="seed of the randomly initialised baseline policy")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episode split and of the first random policy")
+    p.add_argument("--random_seeds", type=int, default=3, help="randomly initialised policies whose mean is the baseline")
     p.add_argument("--batch_size", type=int, default=64, help="windows per forward pass")
     p.add_argument("--out_dir", default="", help="where cca.json/cca.md go (default: <ckpt dir>/cca)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -84,28 +112,44 @@ def main():
     if dataset.image_size != ckpt["policy_config"]["image_size"]:
         sys.exit(f"error: {paths[0]}: image_size: expected the policy's {ckpt['policy_config']['image_size']}, got {dataset.image_size}")
 
-    torch.manual_seed(args.seed)
-    arms = {"pretrained": policy_from_checkpoint(ckpt), "random_init": make_policy(ckpt["policy_config"])}
-    results, notes = {}, []
-    for arm, policy in arms.items():
-        z, a, fam = collect(policy.to(device).eval(), dataset, device, args.batch_size)
+    # the pretrained policy, then --random_seeds randomly initialised ones of the same architecture
+    policies = [("pretrained", policy_from_checkpoint(ckpt))]
+    for i in range(args.random_seeds):
+        torch.manual_seed(args.seed + i)
+        policies.append((f"random_init_{i}", make_policy(ckpt["policy_config"])))
+    per, notes = {}, []
+    for arm, policy in policies:
+        z, a, fam, ep = collect(policy.to(device).eval(), dataset, device, args.batch_size)
         # collapse check: latents that barely vary carry no information, whatever the CCA says
         spread = float(z.std(0).max())
         if spread < 1e-4:
             notes.append(f"{arm}: latents collapsed (max std over dims {spread:.2e}); CCA is meaningless")
         groups = {"overall": np.ones(len(z), bool), **{f: fam == f for f in sorted(set(fam))}}
-        results[arm] = {g: {"cca": first_cca(z[m], a[m], args.ridge), "samples": int(m.sum())} for g, m in groups.items()}
-        results[arm]["latent_std"] = spread
+        per[arm] = {g: {"heldout": heldout_cca(z[m], a[m], ep[m], args.ridge, args.seed),
+                        "insample": first_cca(z[m], a[m], args.ridge), "samples": int(m.sum()),
+                        "episodes": len(np.unique(ep[m]))} for g, m in groups.items()}
+        per[arm]["latent_std"] = spread
+    groups = [g for g in per["pretrained"] if g != "latent_std"]
+    rand = [per[arm] for arm, _ in policies[1:]]
+    mean = lambda key, g: float(np.mean([r[g][key] for r in rand])) if rand else float("nan")
+    results = {g: dict(per["pretrained"][g], random_heldout=mean("heldout", g), random_insample=mean("insample", g))
+               for g in groups}
+    # gate L (README): per family, held-out CCA >= 0.6 and >= 0.3 above the random policies' mean
+    gate = {g: bool(r["heldout"] >= 0.6 and r["heldout"] >= r["random_heldout"] + 0.3)
+            for g, r in results.items() if g != "overall"}
 
     os.makedirs(out_dir, exist_ok=True)
-    out = {"ckpt": os.path.abspath(args.ckpt), "data": paths, "config": vars(args), "results": results, "notes": notes}
+    out = {"ckpt": os.path.abspath(args.ckpt), "data": paths, "config": vars(args), "results": results,
+           "gate_l": gate, "gate_l_pass": all(gate.values()), "per_policy": per, "notes": notes}
     with open(os.path.join(out_dir, "cca.json.tmp"), "w") as f:
         json.dump(out, f, indent=1)
     os.replace(os.path.join(out_dir, "cca.json.tmp"), os.path.join(out_dir, "cca.json"))
-    groups = [g for g in results["pretrained"] if g != "latent_std"]
-    lines = ["| group | samples | CCA pretrained | CCA random init |", "|---|---|---|---|"]
-    lines += [f"| {g} | {results['pretrained'][g]['samples']} | {results['pretrained'][g]['cca']:.3f} | "
-              f"{results['random_init'][g]['cca']:.3f} |" for g in groups]
+    lines = [f"| group | episodes | held-out CCA pretrained | held-out random init (mean of {len(rand)}) | "
+             "in-sample pretrained | in-sample random init |", "|---|---|---|---|---|---|"]
+    lines += [f"| {g} | {r['episodes']} | {r['heldout']:.3f} | {r['random_heldout']:.3f} | {r['insample']:.3f} | "
+              f"{r['random_insample']:.3f} |" for g, r in results.items()]
+    lines.append(f"gate L (held-out >= 0.6 and >= random + 0.3 in every family): "
+                 f"{'pass' if out['gate_l_pass'] else 'fail'}")
     with open(os.path.join(out_dir, "cca.md"), "w") as f:
         f.write("\n".join(lines + notes) + "\n")
     print("\n".join(lines + notes))

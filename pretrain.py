@@ -50,7 +50,8 @@ p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker pro
 p.add_argument("--policy", default="baku", choices=["baku", "diffusion"], help="which policy to pretrain")
 p.add_argument("--policy_size", default="small", choices=list(POLICY_SIZES), help="policy widths: small (CPU toy) or default (the paper's)")
 p.add_argument("--chunk", type=int, default=None, help="latent actions per chunk n (default: 10 for BAKU, 16 for DP)")
-p.add_argument("--latent_dim", type=int, default=7, help="dimension of each latent action")
+p.add_argument("--latent_dim", type=int, default=3, help="dimension of each latent action = the target's action size "
+               "(toy 3; LIBERO 7)")
 p.add_argument("--cameras", default="agentview", help="comma list of cameras the policy will use in stage 2 (video gives only agentview)")
 p.add_argument("--state_dim", type=int, default=0, help="proprio size the policy will see in stage 2 (videos have none; 0 = no proprio input)")
 p.add_argument("--detach_latents", action="store_true", help="ablation: stop the gradient into the policy (what the authors' release does by accident)")
@@ -59,7 +60,10 @@ p.add_argument("--wm_size", default="1m", choices=list(PRESETS), help="world-mod
 p.add_argument("--free_nats", type=float, default=1.0, help="KL free bits per step (nats)")
 p.add_argument("--dyn_scale", type=float, default=0.5, help="KL balancing: weight of KL(sg(post)||prior)")
 p.add_argument("--rep_scale", type=float, default=0.1, help="KL balancing: weight of KL(post||sg(prior))")
-p.add_argument("--openloop_weight", type=float, default=0.0, help="weight of the prior-only prediction loss that forces the world model to use the latents")
+p.add_argument("--openloop_weight", type=float, default=1.0,
+               help="weight of the prior-only prediction loss that forces the world model to use the latents (0 = DreamerV3)")
+p.add_argument("--no_context", action="store_true",
+               help="DreamerV3's world model: frame t reaches it only through the first posterior (see rssm.Decoder)")
 # optimization
 p.add_argument("--batch_size", type=int, default=32, help="windows per step per process (paper: 256)")
 p.add_argument("--max_steps", type=int, default=1500, help="optimizer steps (toy default)")
@@ -119,6 +123,7 @@ try:
     if args.mix is None:  # all files as one set: every window equally likely
         paths = find_episode_files(args.data, role="video")
         dataset = PretrainWindows(paths, chunk=args.chunk, frame_skip=args.frame_skip)
+        lang = dataset.lang
     else:  # one set per spec, drawn with the --mix weights by MixtureBatches below
         specs = args.data.split(",")
         try:
@@ -131,19 +136,43 @@ try:
             fail(f"--mix: expected non-negative weights, not all 0, got {args.mix!r}")
         sets = [PretrainWindows(find_episode_files(s, role="video"), chunk=args.chunk, frame_skip=args.frame_skip)
                 for s in specs]
+        lang = {k: v for ds in sets for k, v in ds.lang.items()}
         for s, ds in zip(specs, sets):
             if ds.image_size != sets[0].image_size:
                 fail(f"{s}: image_size: expected {sets[0].image_size} like {specs[0]}, got {ds.image_size}")
         paths = [p for s in specs for p in find_episode_files(s, role="video")]
         dataset = torch.utils.data.ConcatDataset(sets)
-        dataset.image_size, dataset.lang = sets[0].image_size, {k: v for ds in sets for k, v in ds.lang.items()}
+        dataset.image_size = sets[0].image_size
         say("mixture: " + ", ".join(f"{s} {len(ds)} windows weight {w:g}" for s, ds, w in zip(specs, sets, weights)))
 except DataError as e:
     fail(e)
 image_size = dataset.image_size
-# one fixed batch of windows for pictures and eval metrics, the same at every eval
-eval_idx = torch.linspace(0, len(dataset) - 1, 8).long().tolist()
-eval_batch = torch.utils.data.default_collate([dataset[i] for i in eval_idx])
+
+
+def split(ds):
+    """Every 10th episode of a window set is held out: the eval metrics (gate W, the swap test) come
+    from episodes never trained on. -> (training Subset, held-out window indices into ds)."""
+    held = ds.ep % 10 == 9 if ds.ep.max() >= 9 else ds.ep == ds.ep.max()  # tiny sets: the last episode
+    if held.all():  # a single episode: nothing to hold out, the eval then sees training windows
+        say(f"warning: one episode only, the eval metrics use training windows")
+        held[:] = False
+    return torch.utils.data.Subset(ds, np.flatnonzero(~held)), np.flatnonzero(held)
+
+
+# Eval windows: two per held-out episode, its first window and one 7 steps later (or its last), so the
+# swap test can give each window the latents of the same episode at another time.
+whole = sets[0] if args.mix is not None else dataset
+if args.mix is None:
+    dataset, held = split(dataset)
+else:
+    sets, helds = zip(*[split(ds) for ds in sets])
+    dataset, held = torch.utils.data.ConcatDataset(sets), helds[0]  # eval on the first set's episodes
+held = held if len(held) else np.arange(len(whole))
+eval_idx = []
+for e in np.unique(whole.ep[held])[:32]:
+    w = held[whole.ep[held] == e]  # this episode's held-out windows, in time order
+    eval_idx += [int(w[0]), int(w[min(7, len(w) - 1)])]
+eval_batch = torch.utils.data.default_collate([whole[i] for i in eval_idx])
 
 # -------------------------------------------------------------------------------------------------
 # models: the policy emits latents; the world model is the teacher, used only in this stage
@@ -152,7 +181,8 @@ policy_cfg = dict(POLICY_SIZES[args.policy_size][args.policy], kind=args.policy,
                   state_dim=args.state_dim)
 policy = make_policy(policy_cfg).to(device)
 wm_cfg = WorldModelConfig(size=args.wm_size, image_size=image_size, action_dim=args.latent_dim,
-                          free_nats=args.free_nats, dyn_scale=args.dyn_scale, rep_scale=args.rep_scale)
+                          free_nats=args.free_nats, dyn_scale=args.dyn_scale, rep_scale=args.rep_scale,
+                          context=not args.no_context)
 wm = WorldModel(wm_cfg).to(device)
 if master:
     n_pol = sum(t.numel() for t in policy.parameters() if t.requires_grad)  # not DP's EMA copy
@@ -221,22 +251,35 @@ def lr_at(step):
 
 @torch.no_grad()
 def evaluate(step):
-    """Metrics and a rollout picture on the fixed eval windows; never touches the training RNG."""
+    """Metrics and a rollout picture on the held-out eval windows; never touches the training RNG.
+
+    openloop_k / copy_k: squared error summed over pixels of frame t+k imagined from frame t under the
+    policy's latents (prior only), and of copying frame t, for k = 1..n. Gate W asks openloop_k <
+    copy_k for every k >= 2, by at least 5% (a decoder that starts as "copy frame t" ties it by
+    construction; gate_w is 1 when it passes). swap_ratio: error with the latents of the same episode 7 steps away over
+    error with its own (> 1: the latents carry this moment's motion); shuffle_ratio: the same with the
+    latents of another episode at the same step (>> swap_ratio: they carry the episode's look too)."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(args.seed)
         policy.eval(); wm.eval()
-        frames = eval_batch["frames"].to(device).float() / 255  # (E, n+1, 3, H, W)
+        frames = eval_batch["frames"].to(device).float() / 255  # (E, n+1, 3, H, W), E = 2 per episode
         lang = eval_batch["lang"].to(device)
         z = policy.latent({"agentview": frames[:, 0], "lang": lang})  # (E, n, latent_dim)
+        torch.manual_seed(args.seed)
         metrics = {k: float(v) for k, v in wm.loss(frames, z, openloop_weight=1.0).metrics.items()}
-        imagined = wm.openloop(frames[:, :1], z)  # (E, n, 3, H, W) from frame t and the latents only
-        err = ((imagined - frames[:, 1:]) ** 2).sum((2, 3, 4)).mean()
-        # do the latents matter? the same rollout with latents shuffled across the batch
-        shuffled = wm.openloop(frames[:, :1], z.roll(1, dims=0))
-        err_shuf = ((shuffled - frames[:, 1:]) ** 2).sum((2, 3, 4)).mean()
-        # the trivial baseline: predict every future frame as frame t
-        err_copy = ((frames[:, :1] - frames[:, 1:]) ** 2).sum((2, 3, 4)).mean()
-        metrics.update(openloop_err=float(err), openloop_shuffled=float(err_shuf), copy_frame_err=float(err_copy))
+
+        def err(latents):  # (n,) error per horizon, the same prior draws for every variant
+            torch.manual_seed(args.seed)
+            imagined = wm.openloop(frames[:, :1], latents)  # (E, n, 3, H, W) from frame t and the latents
+            return ((imagined - frames[:, 1:]) ** 2).sum((2, 3, 4)).mean(0), imagined
+        own, imagined = err(z)
+        swap = err(z.view(-1, 2, *z.shape[1:]).flip(1).flatten(0, 1))[0]  # partner window, same episode
+        shuffled = err(z.roll(2, dims=0))[0]  # the next episode's window at the same step
+        copy = ((frames[:, :1] - frames[:, 1:]) ** 2).sum((2, 3, 4)).mean(0)  # (n,) predict frame t forever
+        metrics.update(openloop_err=float(own.mean()), copy_frame_err=float(copy.mean()),
+                       openloop_shuffled=float(shuffled.mean()), swap_ratio=float(swap.mean() / own.mean()),
+                       shuffle_ratio=float(shuffled.mean() / own.mean()),
+                       gate_w=float((own[1:] <= 0.95 * copy[1:]).all()),
+                       openloop_k=[round(float(v), 1) for v in own], copy_k=[round(float(v), 1) for v in copy])
         save_rollout_png(frames[:4], imagined[:4], os.path.join(args.out_dir, f"rollout_{step:06d}.png"))
         policy.train(); wm.train()
     return metrics
@@ -276,9 +319,10 @@ for step in bar:
             "world_model": wm.state_dict(), "wm_config": asdict(wm_cfg),
             "optimizer": optimizer.state_dict(), "action_stats": None,
             "obs_spec": {"cameras": list(policy_cfg["cameras"]), "state_keys": [], "image_size": image_size},
-            "lang": {k: v.tolist() for k, v in dataset.lang.items()},
+            "lang": {k: v.tolist() for k, v in lang.items()},
             "rng": {"torch": torch.get_rng_state()}})
-        say(f"eval {step}: " + " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()))  # after the save: it is on disk
+        say(f"eval {step}: " + " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {'/'.join(f'{x:.0f}' for x in v)}"
+                                          for k, v in metrics.items()))  # after the save: it is on disk
         log.write(json.dumps({"step": step, "eval": metrics}) + "\n"); log.flush()
     if last_step:
         break

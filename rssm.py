@@ -44,15 +44,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# name: (deter D, GRU blocks G, categoricals S, classes K, cnn depth, hidden I)
+# name: (deter D, GRU blocks G, categoricals S, classes K, cnn depth, hidden I). DreamerV3's layout:
+# always 32 categoricals, the classes grow with size (the release's N x 32 has the same Z = S*K, but
+# its 1m model then has 4 categoricals: at most 20 bits for everything about a frame)
 PRESETS = {
-    "1m": (512, 8, 4, 32, 4, 64),
-    "12m": (2048, 8, 16, 32, 16, 256),
-    "25m": (3072, 8, 24, 32, 24, 384),
+    "1m": (512, 8, 32, 4, 4, 64),
+    "12m": (2048, 8, 32, 16, 16, 256),
+    "25m": (3072, 8, 32, 24, 24, 384),
     "50m": (4096, 8, 32, 32, 32, 512),
-    "100m": (6144, 8, 48, 32, 48, 768),
-    "200m": (8192, 8, 64, 32, 64, 1024),
-    "400m": (12288, 8, 96, 32, 96, 1536),
+    "100m": (6144, 8, 32, 48, 48, 768),
+    "200m": (8192, 8, 32, 64, 64, 1024),
+    "400m": (12288, 8, 32, 96, 96, 1536),
 }
 
 
@@ -65,6 +67,7 @@ class WorldModelConfig:
     dyn_scale: float = 0.5  # weight of KL(sg(post) || prior): moves the prior only
     rep_scale: float = 0.1  # weight of KL(post || sg(prior)): moves the posterior only
     unimix: float = 0.01  # uniform share mixed into every categorical: no class prob below unimix/K
+    context: bool = True  # frame t seeds h and reaches the decoder directly (see Decoder); False = DreamerV3's
 
 
 @dataclass
@@ -94,38 +97,77 @@ class Encoder(nn.Module):
 
     def __init__(self, depth, image_size):
         super().__init__()
-        layers, c = [], 3
+        self.stages, c = nn.ModuleList(), 3
         for w in conv_widths(depth, image_size):
-            layers += [nn.Conv2d(c, w, 4, 2, 1, bias=False), nn.GroupNorm(1, w), nn.SiLU()]
+            self.stages.append(nn.Sequential(nn.Conv2d(c, w, 4, 2, 1, bias=False), nn.GroupNorm(1, w), nn.SiLU()))
             c = w
-        self.net = nn.Sequential(*layers, nn.Flatten())  # (N, C*4*4) flattened C, H, W
         self.out_dim = c * 16
 
-    def forward(self, x):  # (N, 3, H, W) -> (N, E)
+    def maps(self, x):
+        """(N, 3, H, W) -> the feature map after each stage: [(N, C_0, H/2, W/2), ..., (N, C_L, 4, 4)]."""
         # centre the pixels; channels-last memory makes these convs ~10% faster on CPU
         x = (x - 0.5).contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        out = []
+        for stage in self.stages:
+            x = stage(x)
+            out.append(x)
+        return out
+
+    def forward(self, x):  # (N, 3, H, W) -> (N, E)
+        return self.maps(x)[-1].flatten(1)  # (N, C*4*4) flattened C, H, W
 
 
 class Decoder(nn.Module):
-    """(N, F) -> (N, 3, H, W): linear to 4x4, transposed convs k4 s2 up to H; mean of a unit Gaussian."""
+    """(N, F) -> (N, 3, H, W): linear to 4x4, transposed convs k4 s2 up to H; mean of a unit Gaussian.
 
-    def __init__(self, feat, depth, image_size):
+    With context (frame t's pixels and encoder maps) the decoder predicts how frame t changes:
+    each stage also sees frame t's map of its own resolution (a U-Net skip) and is modulated by the
+    state (FiLM: a per-channel scale and shift from F), and the last stage outputs a flow field and
+    a residual: frame t+k = warp(frame t, flow) + residual (video prediction by transforming the
+    last frame, as Finn et al. 2016 do for action-conditioned robot video). Frame t's look reaches
+    every imagined frame directly, so the state and the policy's latents need only say what moves
+    and where; the model starts as "copy frame t" (zero flow and residual) and learns the change."""
+
+    def __init__(self, feat, depth, image_size, context, hidden):
         super().__init__()
-        widths = conv_widths(depth, image_size)[::-1] + [3]  # e.g. [32, 16, 8, 4, 3]
-        self.c0 = widths[0]
+        widths = conv_widths(depth, image_size)[::-1] + [5 if context else 3]  # e.g. [32, 16, 8, 4, 5]
+        self.film_in = dense(feat, hidden) if context else None  # shared by the stages' FiLM layers
+        self.c0, self.context = widths[0], context
         self.inp = nn.Linear(feat, 16 * self.c0)
-        layers = []
+        self.convs, self.norms, self.film = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
             last = i == len(widths) - 2
-            layers.append(nn.ConvTranspose2d(a, b, 4, 2, 1, bias=last))
-            layers += [] if last else [nn.GroupNorm(1, b), nn.SiLU()]
-        self.net = nn.Sequential(*layers)
+            self.convs.append(nn.ConvTranspose2d(2 * a if context else a, b, 4, 2, 1, bias=last))  # 2a: + skip
+            if not last:
+                self.norms.append(nn.GroupNorm(1, b))
+                if context:
+                    self.film.append(nn.Linear(hidden, 2 * b))
+        if context:  # start as "copy frame t": flow and residual are learnt from zero, not from noise
+            nn.init.zeros_(self.convs[-1].weight), nn.init.zeros_(self.convs[-1].bias)
 
-    def forward(self, feat):
+    def forward(self, feat, ctx=None):
+        """feat (N, F); ctx = (frame t (N, 3, H, W), its encoder maps) when the model has context."""
         x = self.inp(feat).unflatten(-1, (self.c0, 4, 4))  # (N, C, 4, 4)
         x = x.contiguous(memory_format=torch.channels_last)  # as in the encoder
-        return self.net(x) + 0.5  # no sigmoid (as DreamerV3): the squared error stays well-scaled
+        film = self.film_in(feat) if self.context else None  # (N, I)
+        for i, conv in enumerate(self.convs):
+            if self.context:
+                x = torch.cat([x, ctx[1][-1 - i]], 1)  # (N, 2C, h, w): frame t's map at this resolution
+            x = conv(x)
+            if i < len(self.norms):
+                x = self.norms[i](x)
+                if self.context:
+                    scale, shift = self.film[i](film)[:, :, None, None].chunk(2, 1)  # (N, C, 1, 1) each
+                    x = x * (1 + scale) + shift
+                x = F.silu(x)
+        if not self.context:
+            return x + 0.5  # no sigmoid (as DreamerV3): the squared error stays well-scaled
+        frame = ctx[0].float()
+        eye = torch.eye(2, 3, device=x.device).expand(len(x), 2, 3)
+        grid = F.affine_grid(eye, frame.shape, align_corners=False)  # (N, H, W, 2) identity sampling grid
+        flow = x[:, :2].float().permute(0, 2, 3, 1)  # (N, H, W, 2) in grid units (2 = image width)
+        warped = F.grid_sample(frame, grid + flow, padding_mode="border", align_corners=False)  # (N, 3, H, W)
+        return warped + x[:, 2:]
 
 
 class BlockLinear(nn.Module):
@@ -187,12 +229,16 @@ class WorldModel(nn.Module):
         D, G, self.S, self.K, depth, I = PRESETS[cfg.size]
         Z = self.S * self.K
         self.encoder = Encoder(depth, cfg.image_size)
-        self.decoder = Decoder(D + Z, depth, cfg.image_size)
+        self.decoder = Decoder(D + Z, depth, cfg.image_size, cfg.context, I)
         self.h0 = nn.Parameter(torch.zeros(1, D))  # learned initial deterministic state (through tanh)
-        # GRU input = normed embeddings of h, stoch and action (as DreamerV3): the 7-D action is not
-        # drowned out by the D + Z other inputs, and the h embedding mixes information across blocks
-        self.in_deter, self.in_stoch, self.in_act = dense(D, I), dense(Z, I), dense(cfg.action_dim, I)
-        self.gru = BlockGRU(3 * I, D, G)
+        # with context the initial state also reads frame t's embedding: a D-wide path for the scene,
+        # where the first posterior alone has S*log2(K) bits (64 at 1m)
+        self.h0_e = nn.Sequential(dense(self.encoder.out_dim, I), nn.Linear(I, D)) if cfg.context else None
+        # GRU input = normed embeddings of h and of (stoch, action), as the release: the action joins
+        # the stochastic state BEFORE the norm, so the GRU sees its magnitude, not only its direction
+        # (a norm over the A-dim action alone maps 0.3 z and z to the same input)
+        self.in_deter, self.in_stoch = dense(D, I), dense(Z + cfg.action_dim, I)
+        self.gru = BlockGRU(2 * I, D, G)
         self.prior_net = nn.Sequential(dense(D, I), nn.Linear(I, Z))  # h -> prior logits
         # posterior from h and the frame embedding; the embedding half is applied to all frames at once
         self.post_h = nn.Linear(D, I, bias=False)
@@ -207,17 +253,16 @@ class WorldModel(nn.Module):
         p = logits.float().unflatten(-1, (self.S, self.K)).softmax(-1)  # float32 even under autocast
         return ((1 - self.cfg.unimix) * p + self.cfg.unimix / self.K).log()
 
-    def act_embed(self, actions):
-        """(..., A) -> (..., I). DreamerV3 divides by max(1, |a|) without gradient: big actions are bounded."""
-        return self.in_act(actions / actions.detach().abs().clamp(min=1))
+    def initial(self, embed0):
+        """Initial h (B, D) from frame t's embedding (B, E): learned h0 (+ the embedding with context)."""
+        h0 = self.h0 + self.h0_e(embed0) if self.cfg.context else self.h0.expand(len(embed0), -1)
+        return torch.tanh(h0)
 
-    def initial(self, batch):
-        """Learned initial h0 (B, D): the state the first posterior (frame t) is computed from."""
-        return torch.tanh(self.h0).expand(batch, -1)
-
-    def transition(self, h, stoch, a_emb):
-        """One GRU step: h_k (B, D), stoch_k (B, S, K), embedded action a_k (B, I) -> h_{k+1} (B, D)."""
-        x = torch.cat([self.in_deter(h), self.in_stoch(stoch.flatten(1)), a_emb], -1)  # (B, 3I)
+    def transition(self, h, stoch, action):
+        """One GRU step: h_k (B, D), stoch_k (B, S, K), action a_k (B, A) -> h_{k+1} (B, D).
+        DreamerV3 divides the action by max(1, |a|) without gradient: big actions stay bounded."""
+        a = action / action.detach().abs().clamp(min=1)
+        x = torch.cat([self.in_deter(h), self.in_stoch(torch.cat([stoch.flatten(1), a], -1))], -1)  # (B, 2I)
         return self.gru(h, x)
 
     def posterior(self, h, e_emb):
@@ -225,40 +270,44 @@ class WorldModel(nn.Module):
         return self.logprobs(self.post_out(self.post_h(h) + e_emb))
 
     def observe(self, frames, actions):
-        """Posterior rollout. frames (B, T+1, 3, H, W), actions (B, T, A) ->
-        dict deter (B, T+1, D), stoch (B, T+1, S, K), post and prior log-probs (B, T+1, S, K)."""
+        """Posterior rollout. frames (B, T+1, 3, H, W), actions (B, T, A) -> dict deter (B, T+1, D),
+        stoch (B, T+1, S, K), post and prior log-probs (B, T+1, S, K), ctx (frame t and its maps)."""
         B, T1 = frames.shape[:2]
         assert actions.shape[1] == T1 - 1, f"need T actions for T+1 frames, got {actions.shape[1]} for {T1}"
-        e_emb = self.post_e(self.encoder(frames.flatten(0, 1))).unflatten(0, (B, T1))  # (B, T+1, I)
-        a_emb = self.act_embed(actions)  # (B, T, I)
-        h, hs, zs, posts = self.initial(B), [], [], []
+        maps = self.encoder.maps(frames.flatten(0, 1))  # every frame in one conv call
+        embed = maps[-1].flatten(1).unflatten(0, (B, T1))  # (B, T+1, E)
+        e_emb = self.post_e(embed)  # (B, T+1, I)
+        ctx = (frames[:, 0], [m.unflatten(0, (B, T1))[:, 0] for m in maps])  # frame t, its maps (B, C, h, w)
+        h, hs, zs, posts = self.initial(embed[:, 0]), [], [], []
         for k in range(T1):
             if k > 0:
-                h = self.transition(h, zs[-1], a_emb[:, k - 1])  # z_{k-1} drives frame k-1 -> k
+                h = self.transition(h, zs[-1], actions[:, k - 1])  # z_{k-1} drives frame k-1 -> k
             posts.append(self.posterior(h, e_emb[:, k]))  # (B, S, K)
             zs.append(sample(posts[-1]))
             hs.append(h)
         deter = torch.stack(hs, 1)  # (B, T+1, D)
         prior = self.logprobs(self.prior_net(deter))  # (B, T+1, S, K), all steps in one call
-        return dict(deter=deter, stoch=torch.stack(zs, 1), post=torch.stack(posts, 1), prior=prior)
+        return dict(deter=deter, stoch=torch.stack(zs, 1), post=torch.stack(posts, 1), prior=prior, ctx=ctx)
 
     def imagine(self, state, actions):
         """Prior rollout. state: deter (B, D), stoch (B, S, K); actions (B, T, A) ->
         dict deter (B, T, D), stoch (B, T, S, K), prior (B, T, S, K) for the T next frames."""
-        a_emb = self.act_embed(actions)  # (B, T, I)
         h, z, hs, zs, priors = state["deter"], state["stoch"], [], [], []
         for k in range(actions.shape[1]):
-            h = self.transition(h, z, a_emb[:, k])
+            h = self.transition(h, z, actions[:, k])
             priors.append(self.logprobs(self.prior_net(h)))  # (B, S, K)
             z = sample(priors[-1])
             hs.append(h)
             zs.append(z)
         return dict(deter=torch.stack(hs, 1), stoch=torch.stack(zs, 1), prior=torch.stack(priors, 1))
 
-    def decode(self, states):
-        """deter (B, T, D), stoch (B, T, S, K) -> images (B, T, 3, H, W), all steps in one call."""
+    def decode(self, states, ctx):
+        """deter (B, T, D), stoch (B, T, S, K), ctx from observe -> images (B, T, 3, H, W), one call."""
         feat = torch.cat([states["deter"], states["stoch"].flatten(2)], -1)  # (B, T, F)
-        return self.decoder(feat.flatten(0, 1)).unflatten(0, feat.shape[:2]).float()
+        B, T = feat.shape[:2]
+        rep = lambda x: x[:, None].expand(B, T, *x.shape[1:]).flatten(0, 1)  # (B, ...) -> (B*T, ...)
+        ctx = (rep(ctx[0]), [rep(m) for m in ctx[1]]) if self.cfg.context else None
+        return self.decoder(feat.flatten(0, 1), ctx).unflatten(0, (B, T)).float()
 
     @torch.no_grad()
     def openloop(self, frames_context, actions):
@@ -268,14 +317,14 @@ class WorldModel(nn.Module):
         assert actions.shape[1] >= c, f"{c} context frames need at least {c} actions, got {actions.shape[1]}"
         st = self.observe(frames_context, actions[:, : c - 1])
         start = dict(deter=st["deter"][:, -1], stoch=st["stoch"][:, -1])
-        return self.decode(self.imagine(start, actions[:, c - 1 :])).clamp(0, 1)
+        return self.decode(self.imagine(start, actions[:, c - 1 :]), st["ctx"]).clamp(0, 1)
 
     def loss(self, frames, actions, openloop_weight: float = 0.0) -> LossOut:
         """frames (B, T+1, 3, H, W) float in [0,1], actions (B, T, A) -> LossOut (see module docstring)."""
         assert frames.is_floating_point(), "frames must be float in [0,1] (uint8 / 255)"
         cfg, frames = self.cfg, frames.float()
         st = self.observe(frames, actions)
-        recon = (self.decode(st) - frames).square().sum((2, 3, 4))  # (B, T+1)
+        recon = (self.decode(st, st["ctx"]) - frames).square().sum((2, 3, 4))  # (B, T+1)
         dyn, rep, kl = kl_balance(st["post"], st["prior"], cfg.free_nats)  # (B, T+1) each
         loss = (recon + cfg.dyn_scale * dyn + cfg.rep_scale * rep).mean()
         ent = lambda logp: -(logp.exp() * logp).sum((-2, -1)).mean()  # summed over the S categoricals
@@ -284,7 +333,7 @@ class WorldModel(nn.Module):
                  kl_floor=(kl[:, 1:] <= cfg.free_nats).float().mean())  # transitions only: frame 0 has no z
         if openloop_weight > 0:
             start = dict(deter=st["deter"][:, 0], stoch=st["stoch"][:, 0])  # first posterior state
-            imagined = self.decode(self.imagine(start, actions))  # (B, T, 3, H, W) frames 1..T
+            imagined = self.decode(self.imagine(start, actions), st["ctx"])  # (B, T, 3, H, W) frames 1..T
             m["openloop"] = (imagined - frames[:, 1:]).square().sum((2, 3, 4)).mean()
             loss = loss + openloop_weight * m["openloop"]
         return LossOut(loss, {k: v.detach() for k, v in m.items()})
@@ -295,7 +344,7 @@ if __name__ == "__main__":
     wm = WorldModel(WorldModelConfig(size="1m", image_size=64, action_dim=7))
     frames, actions = torch.zeros(2, 11, 3, 64, 64), torch.zeros(2, 10, 7)  # B=2, T=10
     st = wm.observe(frames, actions)
-    print({k: tuple(v.shape) for k, v in st.items()})
+    print({k: tuple(v.shape) for k, v in st.items() if k != "ctx"})
     out = wm.loss(frames, actions, openloop_weight=1.0)
     print("loss", round(out.loss.item(), 2), {k: round(v.item(), 3) for k, v in out.metrics.items()})
     print("openloop", tuple(wm.openloop(frames[:, :3], actions).shape))

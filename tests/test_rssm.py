@@ -13,9 +13,12 @@ import rssm  # the repository root is on sys.path through tests/conftest.py
 from rssm import PRESETS, WorldModel, WorldModelConfig
 
 
-def make(size="1m", image_size=16, action_dim=3, seed=0):
+def make(size="1m", image_size=16, action_dim=3, seed=0, trained_decoder=True):
     torch.manual_seed(seed)
-    return WorldModel(WorldModelConfig(size=size, image_size=image_size, action_dim=action_dim), verbose=False)
+    wm = WorldModel(WorldModelConfig(size=size, image_size=image_size, action_dim=action_dim), verbose=False)
+    if trained_decoder:  # the context decoder's last layer starts at zero, which passes no gradient
+        torch.nn.init.normal_(wm.decoder.convs[-1].weight, std=0.02)  # upstream: as after one step
+    return wm
 
 
 def batch(B=2, T=4, H=16, A=3, seed=0):
@@ -31,15 +34,14 @@ def test_observe_equals_loop_of_single_steps():
     st = wm.observe(frames, actions)
     # the time-independent projections run once per window, as in observe (a matmul over B*(T+1)
     # rows may round differently from one over B rows, so per-frame calls are checked to tolerance)
-    e_emb = wm.post_e(wm.encoder(frames.flatten(0, 1))).unflatten(0, (B, T1))  # (B, T+1, I)
-    a_emb = wm.act_embed(actions)  # (B, T, I)
+    embed = wm.encoder(frames.flatten(0, 1)).unflatten(0, (B, T1))  # (B, T+1, E)
+    e_emb = wm.post_e(embed)  # (B, T+1, I)
     torch.testing.assert_close(e_emb[:, 1], wm.post_e(wm.encoder(frames[:, 1])))
-    torch.testing.assert_close(a_emb[:, 1], wm.act_embed(actions[:, 1]))
     torch.manual_seed(1)
-    h = wm.initial(B)
+    h = wm.initial(embed[:, 0])
     for k in range(T1):
         if k > 0:
-            h = wm.transition(h, z, a_emb[:, k - 1])
+            h = wm.transition(h, z, actions[:, k - 1])
         post = wm.posterior(h, e_emb[:, k])
         z = rssm.sample(post)
         prior = wm.logprobs(wm.prior_net(h))
@@ -98,7 +100,7 @@ def test_loss_equals_reference_built_from_observe():
     out = wm.loss(frames, actions)
     torch.manual_seed(5)
     st = wm.observe(frames, actions)
-    recon = (wm.decode(st) - frames).square().sum((2, 3, 4))
+    recon = (wm.decode(st, st["ctx"]) - frames).square().sum((2, 3, 4))
     dyn, rep = reference_kl(st["post"], st["prior"], cfg.free_nats)
     total = (recon + cfg.dyn_scale * dyn + cfg.rep_scale * rep).mean()
     torch.testing.assert_close(out.loss, total)
@@ -222,9 +224,12 @@ def test_preset_parameter_counts_match_names():
 def test_encoder_decoder_shapes(H):
     wm = make(image_size=H)
     D, G, S, K, depth, hidden = PRESETS["1m"]
-    embed = wm.encoder(torch.zeros(2, 3, H, H))
+    x = torch.rand(2, 3, H, H)
+    embed = wm.encoder(x)
     assert embed.shape == (2, 16 * rssm.conv_widths(depth, H)[-1]) == (2, wm.encoder.out_dim)
-    assert wm.decoder(torch.zeros(2, D + S * K)).shape == (2, 3, H, H)
+    assert wm.decoder(torch.zeros(2, D + S * K), (x, wm.encoder.maps(x))).shape == (2, 3, H, H)
+    plain = WorldModel(WorldModelConfig(size="1m", image_size=H, action_dim=3, context=False), verbose=False)
+    assert plain.decoder(torch.zeros(2, D + S * K)).shape == (2, 3, H, H)
     cfg = WorldModelConfig(size="1m", image_size=H)
     assert WorldModelConfig(**dataclasses.asdict(cfg)) == cfg
 
@@ -248,9 +253,34 @@ def test_openloop_shapes_range_metric_and_action_gradient():
     assert "openloop" in with_ol.metrics and "openloop" not in without.metrics
     torch.manual_seed(2)  # reference: the prior alone from the first posterior state, scored on 1..T
     st = wm.observe(frames, actions)
-    imagined = wm.decode(wm.imagine(dict(deter=st["deter"][:, 0], stoch=st["stoch"][:, 0]), actions))
+    imagined = wm.decode(wm.imagine(dict(deter=st["deter"][:, 0], stoch=st["stoch"][:, 0]), actions), st["ctx"])
     ref = (imagined - frames[:, 1:]).square().sum((2, 3, 4)).mean()
     torch.testing.assert_close(with_ol.metrics["openloop"], ref.detach())
     torch.testing.assert_close(with_ol.loss - without.loss, with_ol.metrics["openloop"])
     grad = torch.autograd.grad(with_ol.loss - without.loss, actions)[0]  # the open-loop term alone
     assert (grad.abs().sum(-1) > 0).all(), grad
+
+
+def test_context_decoder_starts_as_copy_and_reads_frame_t():
+    """With context the untrained decoder predicts frame t exactly (its last layer starts at zero), and the
+    initial state depends on frame t; without context neither holds (DreamerV3's model)."""
+    wm = make(trained_decoder=False)
+    frames, actions = batch()
+    st = wm.observe(frames, actions)
+    out = wm.decode(st, st["ctx"])
+    torch.testing.assert_close(out, frames[:, :1].expand_as(out), atol=1e-5, rtol=0)  # bilinear identity warp
+    other = frames.clone()
+    other[:, 0] = 1 - other[:, 0]
+    assert not torch.equal(wm.initial(wm.encoder(frames[:, 0])), wm.initial(wm.encoder(other[:, 0])))
+    plain = WorldModel(WorldModelConfig(size="1m", image_size=16, action_dim=3, context=False), verbose=False)
+    assert torch.equal(plain.initial(plain.encoder(frames[:, 0])), plain.initial(plain.encoder(other[:, 0])))
+    assert torch.isfinite(plain.loss(frames, actions, openloop_weight=1.0).loss)
+
+
+def test_action_magnitude_reaches_the_dynamics():
+    """A latent and the same latent scaled by 0.3 must lead to different next states: the action joins the
+    stochastic state before the norm, so the norm cannot erase its magnitude."""
+    wm = make()
+    h, z = torch.randn(2, PRESETS["1m"][0]), rssm.sample(torch.randn(2, PRESETS["1m"][2], PRESETS["1m"][3]).log_softmax(-1))
+    a = torch.tensor([[0.9, -0.6, 0.3], [0.2, 0.8, -0.5]])
+    assert (wm.transition(h, z, a) - wm.transition(h, z, 0.3 * a)).abs().max() > 1e-3

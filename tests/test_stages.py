@@ -70,7 +70,9 @@ def test_pretrain_outputs_and_policy_learns(work, pretrained):
     train = [r for r in rows if "eval" not in r]
     assert [r["step"] for r in train] == [0, 1, 2]
     assert {"recon", "kl_dyn", "kl_rep", "kl_floor", "openloop", "lr", "ms_step", "samples_s"} <= set(train[0])
-    assert {"openloop_err", "openloop_shuffled", "copy_frame_err"} <= set(rows[-1]["eval"])
+    ev = rows[-1]["eval"]
+    assert {"openloop_err", "openloop_shuffled", "copy_frame_err", "swap_ratio", "shuffle_ratio", "gate_w"} <= set(ev)
+    assert len(ev["openloop_k"]) == len(ev["copy_k"]) == 4 and ev["gate_w"] in (0.0, 1.0)
     # the default chunk is 10 for BAKU; this run asked for 4: the two step-0 checkpoints differ in head size
     init = load(work / "pt0" / "ckpt.pt")
     assert init["policy_config"]["chunk"] == 10
@@ -119,9 +121,17 @@ def test_finetune_resets_only_action_layer_then_evaluate_and_cca(work, pretraine
     assert json.load(open(work / "ev_agg" / "results.json"))["overall"]["episodes"] == 1
     run(work, "cca.py", "--ckpt", str(pretrained), "--out_dir", "cca", "--ridge", "1e-3", "--seed", "0",
         "--batch_size", "16", "--device", "cpu", "--data", "toy")
-    cca = json.load(open(work / "cca" / "cca.json"))["results"]
-    assert set(cca) == {"pretrained", "random_init"}
-    assert 0 <= cca["pretrained"]["overall"]["cca"] <= 1 and cca["pretrained"]["overall"]["samples"] > 0
+    out = json.load(open(work / "cca" / "cca.json"))
+    assert set(out["per_policy"]) == {"pretrained", "random_init_0", "random_init_1", "random_init_2"}
+    r = out["results"]["overall"]
+    assert 0 <= r["insample"] <= 1 and -1 <= r["heldout"] <= 1 and r["samples"] > 0 and r["episodes"] >= 2
+    assert {"heldout", "random_heldout", "insample", "random_insample"} <= set(out["results"][_family()])
+    assert set(out["gate_l"]) == set(out["results"]) - {"overall"} and isinstance(out["gate_l_pass"], bool)
+
+
+def _family():
+    import toyworld
+    return toyworld.task_family(toyworld.TASKS[0])
 
 
 def _two_tasks():
@@ -229,3 +239,26 @@ def test_cca_recovers_planted_correlation():
     assert first_cca(np.zeros((100, 4)), rng.normal(size=(100, 3))) < 0.05
     x2 = np.concatenate([x[:, :2], np.ones((n, 1))], 1)
     assert abs(first_cca(x2, y) - first_cca(x[:, :2], y)) < 1e-3
+
+
+def test_cca_heldout_by_episode_rejects_episode_looks_and_recovers_motion():
+    from cca import first_cca, heldout_cca
+    insample, heldout = [], []
+    for seed in range(10):
+        # latents that encode only each episode's look (constant within it); actions independent of
+        # them but with a per-episode mean, as tasks have: in-sample CCA rewards the coincidences
+        rng = np.random.default_rng(seed)
+        E, T = 40, 20
+        ep = np.repeat(np.arange(E), T)
+        x = rng.normal(size=(E, 7))[ep] + 0.05 * rng.normal(size=(E * T, 7))
+        y = rng.normal(size=(E, 3))[ep] + rng.normal(size=(E * T, 3))
+        insample.append(first_cca(x, y))
+        heldout.append(heldout_cca(x, y, ep, seed=seed))
+    assert np.mean(insample) > 0.3 and abs(np.mean(heldout)) < 0.1, (np.mean(insample), np.mean(heldout))
+    # a planted per-step correlation of 0.9 survives the episode split
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=E * T)
+    x = np.stack([s + 0.3 * rng.normal(size=E * T), *rng.normal(size=(6, E * T))], 1) @ rng.normal(size=(7, 7))
+    y = np.stack([0.9 * s + np.sqrt(1 - 0.81) * rng.normal(size=E * T), *rng.normal(size=(2, E * T))], 1)
+    assert abs(heldout_cca(x, y, ep) - first_cca(x, y)) < 0.03 and heldout_cca(x, y, ep) > 0.8
+    assert np.isnan(heldout_cca(x, y, np.zeros(E * T)))  # one episode: nothing to hold out

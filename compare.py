@@ -1,0 +1,206 @@
+"""
+Does world-model pretraining help? Every pretraining arm through the same stage 2, paired by seed.
+
+    python compare.py --quick      # ~10 min on 2 CPU cores: 1 seed, tiny budgets; checks the pipeline, not the science
+    python compare.py              # the pre-registered run: 5 seeds, 50 episodes per task (hours on 2 CPU cores)
+    python compare.py --jobs 8     # as many runs at once as you have cores (each uses one torch thread)
+
+Decision rule, fixed before the runs: world-model pretraining (arm wm_source) helps if its paired
+mean difference in success to scratch is >= 10 points and the 95% interval of that difference
+excludes 0. The same rule is reported for every arm.
+
+Arms (BAKU; every arm then runs the same stage 2 on the same 5 target demos per task, with the
+same stage-2 seed and the same evaluation episodes):
+    scratch      no pretraining
+    oracle       supervised pretraining on 50 target demos per task WITH actions (gate O: the
+                 recipe must let it beat scratch, or no pretraining can show)
+    sup_source   supervised pretraining on source-domain demos with actions (its zero-shot target
+                 success measures the domain gap)
+    wm_target    world-model pretraining on target-domain video, no actions (no domain gap)
+    wm_source    world-model pretraining on source-domain video, no actions (the method)
+    wm_detach    as wm_source with --detach_latents (the authors' release: the policy gets no gradient)
+The supervised arms' zero-shot success (before stage 2) is reported too. For the world-model arms the
+table shows gate W (open-loop beats copying frame t at every horizon >= 2, held-out windows), the
+swap test, and held-out CCA per family next to randomly initialised policies (gate L).
+
+Evaluation episodes use toy seeds --eval_seed.. (never used while choosing the recipe; see README).
+Runs go to --out/<arm>/seed<s>/; a finished run is skipped on a rerun, so a killed comparison resumes.
+Results: --out/compare.json and compare.md (also printed).
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+p.add_argument("--quick", action="store_true", help="tiny budgets, 1 seed, 2 episodes per task: a pipeline check")
+p.add_argument("--seeds", type=int, default=5, help="seeds per arm (pretraining and stage-2 seed)")
+p.add_argument("--episodes", type=int, default=50, help="evaluation episodes per task")
+p.add_argument("--eval_seed", type=int, default=0, help="first toy seed of the evaluation episodes")
+p.add_argument("--pretrain_steps", type=int, default=1500, help="world-model pretraining steps")
+p.add_argument("--sup_steps", type=int, default=4000, help="supervised pretraining steps (oracle, sup_source)")
+p.add_argument("--ft_steps", type=int, default=1500, help="stage-2 steps (every arm)")
+p.add_argument("--ft_lr", type=float, default=1e-3, help="stage-2 peak learning rate (every arm)")
+p.add_argument("--body_lr_scale", type=float, default=0.1, help="stage-2 learning-rate multiplier below the action layer")
+p.add_argument("--arms", default="scratch,oracle,sup_source,wm_target,wm_source,wm_detach", help="comma list of arms")
+p.add_argument("--jobs", type=int, default=2, help="runs at once, one torch thread each")
+p.add_argument("--out", default="runs/compare", help="run folder")
+args = p.parse_args()
+if args.quick:
+    args.seeds, args.episodes, args.pretrain_steps, args.sup_steps, args.ft_steps = 1, 2, 4, 4, 4
+arms = args.arms.split(",")
+py, env = sys.executable, dict(os.environ, OMP_NUM_THREADS="1")
+here = os.path.dirname(os.path.abspath(__file__))
+log = open(os.path.join(args.out, "commands.log"), "a") if os.makedirs(args.out, exist_ok=True) is None else None
+
+
+def run(*cmd, done):
+    """Run one stage script unless `done` exists; stop the comparison on failure. A training run marks
+    its folder DONE when it exits cleanly; a killed one is continued with --resume."""
+    if os.path.exists(done):
+        return
+    train = done.endswith("DONE")
+    if train and os.path.exists(os.path.join(os.path.dirname(done), "ckpt.pt")):
+        cmd = (*cmd, "--resume")
+    cmd = [py, os.path.join(here, cmd[0]), *map(str, cmd[1:])]
+    log.write(" ".join(cmd[1:]) + "\n"); log.flush()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"error: `{' '.join(cmd[1:])}` failed:\n{r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ''}")
+    if train:
+        open(done, "w").close()
+
+
+def parallel(fn, items):
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(fn, items))
+
+
+# data: the toy world's stage-2 demos (5 per task), source video and source demos; and, from another
+# seed block so no episode is shared, 50 target demos per task for the oracle and the target-video arm
+t0 = time.time()
+q = ["--source_episodes", 20, "--source_demos", 20, "--image_size", 32] if args.quick else []
+run("data.py", "toy", "--out", "data/toy", *q, done="data/toy/source_video.hdf5")
+run("data.py", "toy", "--seed", 1, "--target_demos", 2 if args.quick else 50, "--source_demos", 10,
+    "--source_episodes", 10, "--out", "data/toy_target50", *q[4:], done="data/toy_target50/source_video.hdf5")
+dirs = {(a, s): os.path.join(args.out, a, f"seed{s}") for a in arms for s in range(args.seeds)}
+tiny = ["--batch_size", 4, "--eval_every", 2, "--log_every", 1] if args.quick else []
+
+# stage 1 (or the supervised pretraining) of every arm and seed
+pre = {"wm_source": ["--data", "data/toy/source_video.hdf5"],
+       "wm_target": ["--data", "data/toy_target50/target_demos.hdf5"],
+       "wm_detach": ["--data", "data/toy/source_video.hdf5", "--detach_latents"],
+       "oracle": ["--data", "data/toy_target50/target_demos.hdf5"],
+       "sup_source": ["--data", "data/toy/source_demos.hdf5"]}
+
+
+def stage1(key):
+    arm, s = key
+    out = os.path.join(dirs[key], "pre")
+    if arm.startswith("wm_"):
+        run("pretrain.py", *pre[arm], "--seed", s, "--max_steps", args.pretrain_steps, "--out_dir", out, *tiny,
+            done=os.path.join(out, "DONE"))
+    elif arm in pre:  # supervised: finetune.py on labeled demos, then its zero-shot target success
+        run("finetune.py", *pre[arm], "--seed", s, "--max_steps", args.sup_steps, "--out_dir", out, *tiny,
+            done=os.path.join(out, "DONE"))
+        run("evaluate.py", "--ckpt", os.path.join(out, "ckpt.pt"), "--episodes", args.episodes, "--seed", args.eval_seed,
+            "--gifs", 0, "--out_dir", os.path.join(out, "eval"), done=os.path.join(out, "eval", "results.json"))
+
+
+def stage2(key):
+    arm, s = key
+    init = [] if arm == "scratch" else ["--init", os.path.join(dirs[key], "pre", "ckpt.pt")]
+    out = os.path.join(dirs[key], "ft")
+    run("finetune.py", *init, "--seed", s, "--max_steps", args.ft_steps, "--lr", args.ft_lr,
+        "--body_lr_scale", args.body_lr_scale, "--out_dir", out, *tiny, done=os.path.join(out, "DONE"))
+    run("evaluate.py", "--ckpt", os.path.join(out, "ckpt.pt"), "--episodes", args.episodes, "--seed", args.eval_seed,
+        "--gifs", 1 if s == 0 else 0, "--out_dir", os.path.join(out, "eval"), done=os.path.join(out, "eval", "results.json"))
+    if arm.startswith("wm_"):  # CCA on the 50-per-task target demos: 500 episodes to split in halves
+        run("cca.py", "--ckpt", os.path.join(dirs[key], "pre", "ckpt.pt"), "--data", "data/toy_target50/target_demos.hdf5",
+            "--out_dir", os.path.join(dirs[key], "cca"), done=os.path.join(dirs[key], "cca", "cca.json"))
+
+
+parallel(stage1, list(dirs))
+parallel(stage2, list(dirs))
+
+# -------------------------------------------------------------------------------------------------
+# aggregate: success per arm with 95% intervals over seeds (t) and over all episodes (Wilson);
+# paired differences to scratch per seed
+T975 = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13]  # df 1..15
+
+
+def t_interval(xs):
+    """Mean and 95% t-interval of per-seed values (nan bounds with one seed)."""
+    m = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return m, [float("nan")] * 2
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+    h = T975[min(len(xs) - 2, len(T975) - 1)] * sd / math.sqrt(len(xs))
+    return m, [m - h, m + h]
+
+
+def wilson(k, n, z=1.96):
+    c, h = (k + z * z / 2) / (n + z * z), z * math.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+    return [c - h, c + h]
+
+
+load = lambda *path: json.load(open(os.path.join(*path)))
+res, seeds = {}, range(args.seeds)
+for arm in arms:
+    ev = [load(dirs[arm, s], "ft", "eval", "results.json")["overall"] for s in seeds]
+    rates = [e["success_rate"] for e in ev]
+    m, ci = t_interval(rates)
+    k, n = sum(e["successes"] for e in ev), sum(e["episodes"] for e in ev)
+    r = {"success": m, "ci95_seeds": ci, "ci95_episodes": wilson(k, n), "per_seed": rates, "episodes": n}
+    if "scratch" in arms:
+        base = [load(dirs["scratch", s], "ft", "eval", "results.json")["overall"]["success_rate"] for s in seeds]
+        d, dci = t_interval([a - b for a, b in zip(rates, base)])
+        r |= {"diff_vs_scratch": d, "diff_ci95": dci, "helps": bool(d >= 0.10 and dci[0] > 0)}
+    if arm in ("oracle", "sup_source"):
+        r["zero_shot"] = t_interval([load(dirs[arm, s], "pre", "eval", "results.json")["overall"]["success_rate"]
+                                     for s in seeds])[0]
+    if arm.startswith("wm_"):
+        evals = [[json.loads(l)["eval"] for l in open(os.path.join(dirs[arm, s], "pre", "log.jsonl")) if '"eval"' in l][-1]
+                 for s in seeds]
+        cca = [load(dirs[arm, s], "cca", "cca.json") for s in seeds]
+        mean = lambda xs: sum(xs) / len(xs)
+        r["gate_w"] = {k: mean([e[k] for e in evals]) for k in ("gate_w", "swap_ratio", "shuffle_ratio", "openloop_err",
+                                                              "copy_frame_err")}
+        r["gate_w"]["openloop_k"] = [round(mean(v), 1) for v in zip(*[e["openloop_k"] for e in evals])]
+        r["gate_w"]["copy_k"] = [round(mean(v), 1) for v in zip(*[e["copy_k"] for e in evals])]
+        r["cca"] = {g: {k: mean([c["results"][g][k] for c in cca]) for k in ("heldout", "random_heldout", "insample")}
+                    for g in cca[0]["results"]}
+        r["gate_l_pass"] = mean([c["gate_l_pass"] for c in cca])
+    res[arm] = r
+
+pct = lambda x: f"{100 * x:.1f}" if x == x else "nan"
+lines = [f"| arm | success % [95% over seeds] [95% over episodes] | paired diff to scratch [95%] | zero-shot % |",
+         "|---|---|---|---|"]
+for arm, r in res.items():
+    lines.append(f"| {arm} | {pct(r['success'])} [{pct(r['ci95_seeds'][0])}, {pct(r['ci95_seeds'][1])}] "
+                 f"[{pct(r['ci95_episodes'][0])}, {pct(r['ci95_episodes'][1])}] | "
+                 + (f"{pct(r['diff_vs_scratch'])} [{pct(r['diff_ci95'][0])}, {pct(r['diff_ci95'][1])}]"
+                    f"{' helps' if r['helps'] else ''}" if "diff_vs_scratch" in r else "-")
+                 + f" | {pct(r['zero_shot']) if 'zero_shot' in r else '-'} |")
+lines += ["", "| arm | gate W | open-loop k=1..n | copy k=1..n | swap ratio | shuffle ratio | held-out CCA per family "
+          "(random init) | gate L |", "|---|---|---|---|---|---|---|---|"]
+for arm, r in res.items():
+    if "gate_w" in r:
+        w, c = r["gate_w"], r["cca"]
+        fams = ", ".join(f"{g} {c[g]['heldout']:.2f} ({c[g]['random_heldout']:.2f})" for g in c)
+        lines.append(f"| {arm} | {'pass' if w['gate_w'] == 1 else 'fail'} | {'/'.join(f'{v:.0f}' for v in w['openloop_k'])} | "
+                     f"{'/'.join(f'{v:.0f}' for v in w['copy_k'])} | {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | "
+                     f"{fams} | {'pass' if r['gate_l_pass'] == 1 else 'fail'} |")
+lines.append(f"\n{args.seeds} seed(s) x {args.episodes} episodes per task x 10 tasks per arm; wall time "
+             f"{(time.time() - t0) / 60:.1f} min; commands in {args.out}/commands.log")
+out = {"config": vars(args), "results": res, "wall_s": time.time() - t0}
+with open(os.path.join(args.out, "compare.json.tmp"), "w") as f:
+    json.dump(out, f, indent=1)
+os.replace(os.path.join(args.out, "compare.json.tmp"), os.path.join(args.out, "compare.json"))
+with open(os.path.join(args.out, "compare.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+print("\n".join(lines))
