@@ -400,7 +400,8 @@ class StepBatches(torch.utils.data.Sampler):
     no two processes or steps share a window."""
 
     def __init__(self, n, batch_size, seed=0, rank=0, world=1, start_step=0):
-        self.n, self.batch_size, self.seed, self.rank, self.world, self.start_step = n, batch_size, seed, rank, world, start_step
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.start_step = start_step
         self._perm = (None, None)  # (epoch, its permutation): consecutive batches mostly share one
 
     def batch(self, step):
@@ -420,11 +421,12 @@ class StepBatches(torch.utils.data.Sampler):
             step += 1
 
 
-class MixtureBatches(torch.utils.data.Sampler):
+class MixtureBatches(StepBatches):
     """Endless batches for a ConcatDataset of several window sets mixed with given weights: each batch
     element draws its set k with probability weights[k] / sum(weights), then a window uniformly within
     that set (with replacement, so a small set may repeat within an epoch of a big one). The batch of
-    rank r at step s is a pure function of (seed, s, r), so --resume draws what the run would have."""
+    rank r at step s is a pure function of (seed, s, r), so --resume draws what the run would have.
+    Only batch() differs from StepBatches."""
 
     def __init__(self, sizes, weights, batch_size, seed=0, rank=0, start_step=0):
         if len(sizes) != len(weights) or min(weights) < 0 or sum(weights) <= 0 or min(sizes) < 1:
@@ -438,12 +440,6 @@ class MixtureBatches(torch.utils.data.Sampler):
         rng = np.random.default_rng([self.seed, step, self.rank])
         k = rng.choice(len(self.sizes), self.batch_size, p=self.p)  # (B,) which set
         return (self.offsets[k] + rng.integers(0, self.sizes[k])).tolist()  # (B,) index into the concatenation
-
-    def __iter__(self):
-        step = self.start_step
-        while True:
-            yield self.batch(step)
-            step += 1
 
 
 # ----------------------------------------------------------------------------------------------

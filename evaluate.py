@@ -135,7 +135,8 @@ def evaluate():
     queue = [(j, e) for j in range(len(tasks)) for e in range(args.episodes)]
     n = args.envs or (2 if libero else args.episodes)
     n = min(n, len(queue))
-    pool = libero_sim.EnvWorkers(n, spec["cameras"], spec["image_size"], msaa=args.msaa) if libero else toyworld.ToyEnvs(n, spec["image_size"], args.seed)
+    pool = (libero_sim.EnvWorkers(n, spec["cameras"], spec["image_size"], msaa=args.msaa) if libero else
+            toyworld.ToyEnvs(n, spec["image_size"], args.seed))
     success = np.zeros((len(tasks), args.episodes), bool)
     finals = np.zeros((len(tasks), args.episodes), object)
     gifs = {}

@@ -409,16 +409,11 @@ def _task_file(job, tick):
             f"{(time.time() - t0) / max(attempts, 1):.1f} s/episode"), len(demos), attempts
 
 
-_QUEUE = None  # progress ticks from pool workers, set in each worker by the pool's initializer
-
-
-def _pool_init(q):
-    global _QUEUE
-    _QUEUE = q
+_TICKS = None  # one item per kept demo, for the progress bar; forked pool workers inherit it
 
 
 def _pool_job(job):
-    return _task_file(job, _QUEUE.put)
+    return _task_file(job, _TICKS.put)
 
 
 def generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=0.1, jitter=1.0, seed=0):
@@ -432,6 +427,7 @@ def generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=
     (files are written atomically)."""
     import multiprocessing
     from tqdm import tqdm
+    global _TICKS
     if suite not in SOLVED:
         raise ValueError(f"suite {suite!r}: the expert is scripted for {sorted(SOLVED)} only")
     libero_sim.setup_rendering()
@@ -457,12 +453,12 @@ def generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=
             bar.write(stats[-1][0])
     else:
         ctx = multiprocessing.get_context("fork")  # the caller needs no __main__ guard
-        q = ctx.Queue()
-        with ctx.Pool(min(workers, len(jobs)), initializer=_pool_init, initargs=(q,)) as pool:
+        _TICKS = ctx.Queue()
+        with ctx.Pool(min(workers, len(jobs))) as pool:
             pending = [pool.apply_async(_pool_job, (job,)) for job in jobs]
             while pending:
                 try:
-                    bar.update(q.get(timeout=0.5))
+                    bar.update(_TICKS.get(timeout=0.5))
                 except Exception:  # queue.Empty
                     pass
                 for r in [r for r in pending if r.ready()]:
@@ -477,8 +473,8 @@ def generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description="The scripted LIBERO expert: one recorded episode and its GIF.")
-    p.add_argument("--suite", default="libero_object", help="libero_object or libero_spatial")
-    p.add_argument("--task", type=int, default=0, help="task id of the demo episode")
+    p.add_argument("--suite", default="libero_object", choices=list(SOLVED), help="LIBERO suite")
+    p.add_argument("--task", type=int, default=0, help="task id; the episode starts from its init state 0")
     p.add_argument("--noise", type=float, default=0.0, help="Gaussian sigma on the position actions (action units)")
     p.add_argument("--jitter", type=float, default=0.0, help="waypoint/speed jitter scale in [0, 1]")
     p.add_argument("--gif", default="libero_expert.gif", help="where the demo episode's upright agentview GIF goes")
