@@ -88,27 +88,6 @@ def suite_tasks(suite):
             for t in libero_sim.suite_tasks(suite)]
 
 
-class ToyEnvs:
-    """In-process toy environments behind the same send/recv interface as libero_sim.EnvWorkers."""
-
-    def __init__(self, n):
-        self.envs = [toyworld.ToyEnv(domain="target", image_size=spec["image_size"]) for _ in range(n)]
-        self.out = [None] * n
-
-    def send(self, i, *msg):
-        if msg[0] == "reset":  # ("reset", suite, task id, episode)
-            self.out[i] = self.envs[i].reset(toyworld.TASKS[msg[2]], args.seed + msg[3])
-        else:  # ("step", action) -> (obs, done, success)
-            obs, ok, done = self.envs[i].step(msg[1])
-            self.out[i] = (obs, done, ok)
-
-    def recv(self, i):
-        return self.out[i]
-
-    def close(self):
-        pass
-
-
 def to_policy_obs(raw, lang):
     """List of env observations -> the policy's obs dict (only the inputs the checkpoint uses)."""
     obs = {"lang": lang}
@@ -156,7 +135,8 @@ def evaluate():
     queue = [(j, e) for j in range(len(tasks)) for e in range(args.episodes)]
     n = args.envs or (2 if libero else args.episodes)
     n = min(n, len(queue))
-    pool = libero_sim.EnvWorkers(n, spec["cameras"], spec["image_size"], msaa=args.msaa) if libero else ToyEnvs(n)
+    pool = (libero_sim.EnvWorkers(n, spec["cameras"], spec["image_size"], msaa=args.msaa) if libero else
+            toyworld.ToyEnvs(n, spec["image_size"], args.seed))
     success = np.zeros((len(tasks), args.episodes), bool)
     finals = np.zeros((len(tasks), args.episodes), object)
     gifs = {}

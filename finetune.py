@@ -11,7 +11,7 @@ Tiny CPU run on the toy world (target robot demos in data/toy, from `python data
     python finetune.py --init runs/pretrain/ckpt.pt --out_dir runs/finetune
     python finetune.py --out_dir runs/scratch                               # no pretraining
     python finetune.py --data data/toy/source_demos.hdf5 --out_dir runs/sup  # supervised baseline
-Real run on LIBERO-90 episode files (from `python data.py libero`), one GPU:
+Real run on LIBERO-90 episode files (from `python convert.py libero`), one GPU:
     python finetune.py --data data/libero_90 --init runs/bdv2/ckpt.pt --cameras agentview,wrist \
         --state_keys ee_states,gripper_states --batch_size 256 --lr 1e-4 --warmup 1000 --max_steps 100000
 Several GPUs:
@@ -35,34 +35,35 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from data import DataError, DemoWindows, StepBatches, find_episode_files
-from policies import POLICY_SIZES, CheckpointError, load_checkpoint, make_policy, save_checkpoint
+from policies import CKPT_VERSION, POLICY_SIZES, CheckpointError, load_checkpoint, make_policy, save_checkpoint
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # data
-p.add_argument("--data", default="toy", help="toy (data/toy/target_demos.hdf5) | a directory of *.hdf5 episode files | one file")
+p.add_argument("--data", default="toy", help="toy (data/toy/target_demos.hdf5) | a folder of *.hdf5 | a file")
 p.add_argument("--frame_skip", type=int, default=1, help="use every k-th step of the demos")
-p.add_argument("--cameras", default="agentview", help="comma list of cameras the policy sees (agentview, wrist); with --init a subset of the policy's")
-p.add_argument("--state_keys", default="", help="comma list of proprio keys under obs/ (e.g. ee_states,gripper_states); empty = none")
+p.add_argument("--cameras", default="agentview", help="cameras the policy sees (agentview, wrist; --init: some of its)")
+p.add_argument("--state_keys", default="", help="proprio keys under obs/, e.g. ee_states,gripper_states (empty = none)")
 p.add_argument("--aug_shift", type=int, default=4, help="random-shift augmentation in pixels (pad and crop; 0 = off)")
 p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
 # policy
 p.add_argument("--init", default="", help="checkpoint to start from (pretrain.py or finetune.py); empty = from scratch")
-p.add_argument("--keep_action_layer", action="store_true", help="keep the pretrained last action layer instead of re-initialising it")
-p.add_argument("--policy", default="baku", choices=["baku", "diffusion"], help="policy built from scratch (ignored with --init)")
-p.add_argument("--policy_size", default="small", choices=list(POLICY_SIZES), help="widths when built from scratch (ignored with --init)")
-p.add_argument("--chunk", type=int, default=None, help="action chunk n from scratch (default 10 BAKU, 16 DP; --init: the checkpoint's)")
+p.add_argument("--keep_action_layer", action="store_true", help="keep the pretrained action layer (no re-init)")
+p.add_argument("--policy", default="baku", choices=["baku", "diffusion"], help="policy from scratch (not with --init)")
+p.add_argument("--policy_size", default="small", choices=list(POLICY_SIZES), help="widths from scratch (not --init)")
+p.add_argument("--chunk", type=int, default=None, help="action chunk n from scratch (default: BAKU 10, DP 16)")
 # optimization
 p.add_argument("--batch_size", type=int, default=32, help="windows per step per process (paper: 256)")
 p.add_argument("--max_steps", type=int, default=1500, help="optimizer steps (toy default)")
 p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the action layer (paper: 1e-4)")
-p.add_argument("--body_lr_scale", type=float, default=1.0, help="learning-rate multiplier for every layer but the action layer (0.1 protects pretrained features)")
+p.add_argument("--body_lr_scale", type=float, default=1.0,
+               help="learning-rate multiplier for every layer but the action layer (0.1 protects pretrained features)")
 p.add_argument("--min_lr_frac", type=float, default=0.01, help="cosine decays to this fraction of the peak")
 p.add_argument("--warmup", type=int, default=100, help="linear warmup steps (paper: 1000)")
 p.add_argument("--weight_decay", type=float, default=1e-6, help="AdamW weight decay on matrices")
 p.add_argument("--beta1", type=float, default=0.95, help="AdamW beta1")
 p.add_argument("--beta2", type=float, default=0.999, help="AdamW beta2")
 p.add_argument("--grad_clip", type=float, default=100.0, help="global gradient-norm clip")
-p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="bfloat16 = autocast on CUDA (ignored on CPU)")
+p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="bfloat16: autocast on CUDA only")
 p.add_argument("--compile", action="store_true", help="torch.compile the policy's loss")
 # io
 p.add_argument("--out_dir", default="runs/finetune", help="run folder: ckpt.pt, log.jsonl")
@@ -90,7 +91,8 @@ device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else args.de
 if device.type == "cuda":
     torch.cuda.set_device(device)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and args.dtype == "bfloat16" else nullcontext()
+bf16 = device.type == "cuda" and args.dtype == "bfloat16"
+autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
 torch.manual_seed(args.seed + rank)
 say = tqdm.write if master else (lambda *a, **k: None)
 
@@ -110,7 +112,8 @@ if args.init:
     # the policy skips absent inputs explicitly, so any subset of the cameras it was built for works
     unknown = set(args.cameras.split(",")) - set(init["policy_config"]["cameras"])
     if unknown:
-        fail(f"{args.init}: policy_config.cameras: expected a superset of --cameras {args.cameras}, got {init['policy_config']['cameras']}")
+        fail(f"{args.init}: policy_config.cameras: expected a superset of --cameras {args.cameras}, "
+             f"got {init['policy_config']['cameras']}")
 else:
     chunk = args.chunk or (10 if args.policy == "baku" else 16)
 cameras = args.cameras.split(",")
@@ -133,7 +136,8 @@ if init is not None:
     if pc["image_size"] != image_size:
         fail(f"{args.init}: policy_config.image_size: expected the data's {image_size}, got {pc['image_size']}")
     if pc["state_dim"] != state_dim:
-        fail(f"{args.init}: policy_config.state_dim: expected {state_dim} (from --state_keys {args.state_keys!r}), got {pc['state_dim']}")
+        fail(f"{args.init}: policy_config.state_dim: expected {state_dim} (from --state_keys {args.state_keys!r}), "
+             f"got {pc['state_dim']}")
     policy = make_policy(pc)
     policy.load_state_dict(init["policy"])  # the world model in a pretrain checkpoint is simply not loaded
     if args.keep_action_layer:
@@ -146,7 +150,8 @@ else:
                               out_dim=action_dim, image_size=image_size, cameras=tuple(cameras), state_dim=state_dim))
 policy.to(device)
 if master:
-    say(f"policy {policy.config_dict()['kind']}: {sum(t.numel() for t in policy.parameters() if t.requires_grad) / 1e6:.2f}M params | "
+    n_pol = sum(t.numel() for t in policy.parameters() if t.requires_grad)  # not DP's EMA copy
+    say(f"policy {policy.config_dict()['kind']}: {n_pol / 1e6:.2f}M params | "
         f"{'init ' + args.init if args.init else 'from scratch'} | {len(dataset)} windows from {len(paths)} file(s) | "
         f"cameras {cameras} | state {state_keys or 'none'} | chunk {chunk} | action dim {action_dim}")
 
@@ -187,7 +192,8 @@ class Supervised(torch.nn.Module):
 
 train_model = Supervised(policy)
 if ddp:
-    train_model = DDP(train_model, device_ids=[local_rank] if device.type == "cuda" else None, find_unused_parameters=True)
+    train_model = DDP(train_model, device_ids=[local_rank] if device.type == "cuda" else None,
+                      find_unused_parameters=True)
 if args.compile:
     train_model = torch.compile(train_model)
 
@@ -216,9 +222,9 @@ def to_obs(batch, augment):
             x = F.pad(x, (s, s, s, s), mode="replicate")  # (B, 3, H+2s, W+2s)
             ox, oy = torch.randint(0, 2 * s + 1, (2, B), device=device)
             rows = (oy[:, None] + torch.arange(H, device=device))  # (B, H)
-            cols = (ox[:, None] + torch.arange(W, device=device))  # (B, W)
-            x = x[torch.arange(B, device=device)[:, None, None, None], torch.arange(3, device=device)[None, :, None, None],
-                  rows[:, None, :, None], cols[:, None, None, :]]  # (B, 3, H, W)
+            cols = (ox[:, None] + torch.arange(W, device=device))  # (B, W); x[b, c, rows, cols]: (B, 3, H, W)
+            b, c = torch.arange(B, device=device), torch.arange(3, device=device)
+            x = x[b[:, None, None, None], c[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
         obs[cam] = x
     if state_keys:
         obs["state"] = batch["state"].to(device)
@@ -226,7 +232,8 @@ def to_obs(batch, augment):
 
 
 # one fixed batch for the eval loss, the same at every eval
-eval_batch = torch.utils.data.default_collate([dataset[i] for i in torch.linspace(0, len(dataset) - 1, 64).long().tolist()])
+eval_idx = torch.linspace(0, len(dataset) - 1, 64).long().tolist()
+eval_batch = torch.utils.data.default_collate([dataset[i] for i in eval_idx])
 
 # -------------------------------------------------------------------------------------------------
 # training loop
@@ -234,7 +241,8 @@ if master:
     os.makedirs(args.out_dir, exist_ok=True)
     log = open(os.path.join(args.out_dir, "log.jsonl"), "a")
 batches = iter(loader)
-bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master, desc="finetune", mininterval=2)
+bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master,
+           desc="finetune", mininterval=2)
 t_last = time.time()
 for step in bar:
     last_step = step == args.max_steps
@@ -242,10 +250,11 @@ for step in bar:
         with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(args.seed)
             policy.eval()
-            eval_loss = policy.loss(to_obs(eval_batch, False), eval_batch["actions"].to(device), eval_batch["mask"].to(device)).item()
+            eval_loss = policy.loss(to_obs(eval_batch, False), eval_batch["actions"].to(device),
+                                    eval_batch["mask"].to(device)).item()
             policy.train()
         save_checkpoint(ckpt_path, {
-            "format_version": 1, "kind": "finetune", "step": step, "config": config,
+            "format_version": CKPT_VERSION, "kind": "finetune", "step": step, "config": config,
             "policy": policy.state_dict(), "policy_config": policy.config_dict(),
             "optimizer": optimizer.state_dict(), "action_stats": dataset.stats,
             "obs_spec": {"cameras": list(cameras), "state_keys": state_keys, "image_size": image_size},

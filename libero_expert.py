@@ -1,15 +1,15 @@
 """A scripted pick-and-place expert for LIBERO that reads the simulator state, and a generator of
-demo files in the official LIBERO schema from it (the real demos are not reachable offline).
+demo files in the official LIBERO schema from it (no download needed).
 
     python libero_expert.py                      # one episode of libero_object task 0: success, steps, seconds, a GIF
-    python data.py libero-expert --suite libero_object --demos 20 --out data/libero_expert --workers 2
+    python convert.py libero-expert --suite libero_object --demos 20 --out data/libero_expert --workers 2
 
 Python API
     run_episode(env, rng, noise, jitter, record)   one expert episode from the env's current state
-    generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=0.1, jitter=1.0,
-             seed=0, max_attempts=None)            <out_dir>/<task name>_demo.hdf5 per task (official schema)
+    generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=0.1, jitter=1.0, seed=0)
+                                                   <out_dir>/<task name>_demo.hdf5 per task (official schema)
 
-Approach (follows ../shared/reference/libero_scripted_expert.md)
+Approach
 - Goal from the BDDL: env.env.parsed_problem["goal_state"][0] = ['in', obj, region] or ['on', obj, target].
   A region's object is the longest object name that prefixes it; its xy is the region site's.
 - Geometry from the simulator after the settle steps: the collision geoms of every object (mesh
@@ -35,18 +35,9 @@ Approach (follows ../shared/reference/libero_scripted_expert.md)
   A layout whose object positions are all within 1 mm of one of the evaluation's 50 init states is
   skipped, so demos and evaluation are disjoint.
 
-Measured (2-core CPU shared by 2 simulator processes, OMP_NUM_THREADS=1, EGL llvmpipe, MSAA off)
-    libero_object, 10 sampled layouts per task, rendering off (python libero_expert.py --bench 10 [...]):
-      noise 0, jitter 0:      100/100 at the end, 141 steps (130..171 per task), 1.7 s/episode
-      noise 0.1, jitter 1.0:  99/100 at the end (one cream-cheese miss), ~187 steps, 2.2 s/episode
-    rendering on, both cameras 128x128: 143 steps in 12.4 s (87 ms/step); a 1-demo generate() ~30 s
-    with env creation.
-    libero_spatial, fixed init states 0..2 per task, rendering off: 25/30. Tasks 0-3, 7-9: 3/3;
-    4 (top drawer) 2/3; 6 (next to cookie box) 2/3; 5 (bowl on the ramekin) 0/3: generate() refuses it.
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
@@ -389,67 +380,54 @@ def layout_seed(seed, task_id, attempt):
     return int(np.random.SeedSequence([seed, task_id, attempt]).generate_state(1)[0])
 
 
-def _task_job(job, tick=None):
-    """Generate one task's file. job: dict of generate()'s arguments for one task. Returns its stats."""
-    task, path = job["task"], job["path"]
-    t0 = time.time()
-    record = job["render"]
-    env = libero_sim.make_env(task["bddl"], cameras=("agentview", "wrist"), msaa=False, render=record)
+def _task_file(job, tick):
+    """Record one task's demos and write its file; tick(1) per kept demo. job: one task's share of
+    generate()'s arguments. Returns the task's stats."""
+    task, t0 = job["task"], time.time()
+    env = libero_sim.make_env(task["bddl"], cameras=("agentview", "wrist"), msaa=False)
     evals = libero_sim.init_states(job["suite"], task["id"])  # (50, D): demos must not start from these
     idx = _object_qpos(env)
-    demos, steps, attempts, skipped = [], [], 0, 0
-    for attempt in range(job["max_attempts"]):
+    demos, attempts = [], 0
+    for attempt in range(2 * job["demos"] + 5):  # then give up: the file gets the demos it has
         if len(demos) == job["demos"]:
             break
         env.seed(layout_seed(job["seed"], task["id"], attempt))  # numpy's global generator: LIBERO's samplers use it
         env.reset()  # soft reset: re-samples the object placements
         if layout_distance(env.get_sim_state(), evals, idx) < 1e-3:  # an evaluation layout (never seen so far)
-            skipped += 1
             continue
         attempts += 1
         rng = np.random.default_rng([job["seed"], task["id"], attempt])
-        ep = run_episode(env, rng, job["noise"], job["jitter"], record=record)
+        ep = run_episode(env, rng, job["noise"], job["jitter"], record=True)
         if ep["success"]:
-            steps.append(ep["steps"])
-            if record:
-                ep["model_file"] = env.env.sim.model.get_xml()
-                demos.append(ep)
-            else:
-                demos.append(None)
-            if tick is not None:
-                tick(1)
+            demos.append(ep | {"model_file": env.env.sim.model.get_xml()})
+            tick(1)
     env.close()
-    if record and demos:
-        libero_sim.write_official(path, demos, task["bddl"])
-    return {"task": task["name"], "kept": len(demos), "attempts": attempts, "skipped": skipped,
-            "mean_steps": float(np.mean(steps)) if steps else 0.0, "seconds": time.time() - t0}
+    if demos:
+        libero_sim.write_official(job["path"], demos, task["bddl"])
+    steps = np.mean([d["steps"] for d in demos]) if demos else 0
+    return (f"{task['name']}: kept {len(demos)}/{attempts}, mean {steps:.0f} steps, "
+            f"{(time.time() - t0) / max(attempts, 1):.1f} s/episode"), len(demos), attempts
 
 
-_QUEUE = None  # progress ticks from pool workers
-
-
-def _pool_init(q):
-    global _QUEUE
-    _QUEUE = q
+_TICKS = None  # one item per kept demo, for the progress bar; forked pool workers inherit it
 
 
 def _pool_job(job):
-    return _task_job(job, _QUEUE.put)
+    return _task_file(job, _TICKS.put)
 
 
-def generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=0.1, jitter=1.0, seed=0,
-             max_attempts=None, render=True):
+def generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=0.1, jitter=1.0, seed=0):
     """Write <out_dir>/<task name>_demo.hdf5 per task (the official LIBERO file name and schema, both
     cameras at 128x128 in the simulator's upside-down orientation, MSAA off like evaluation) with
     demos_per_task successful expert demos from fresh layouts the simulator samples (seeds a function
     of (seed, task, attempt), none equal to an evaluation init state).
     task_ids: None = every task of the suite; workers: processes, one task at a time each;
-    noise, jitter: see run_episode / plan; max_attempts: episodes per task before giving up (default
-    2 x demos_per_task + 5); a task whose file exists is skipped (files are written atomically), one
-    that runs out of attempts is written with the demos it has and reported. render=False: physics only,
-    no file written (success statistics). Returns [per-task stats dicts]."""
+    noise, jitter: see run_episode / plan. A task gets 2 x demos_per_task + 5 attempts; one that runs
+    out of them is written with the demos it has and reported. A task whose file exists is skipped
+    (files are written atomically)."""
     import multiprocessing
     from tqdm import tqdm
+    global _TICKS
     if suite not in SOLVED:
         raise ValueError(f"suite {suite!r}: the expert is scripted for {sorted(SOLVED)} only")
     libero_sim.setup_rendering()
@@ -459,84 +437,48 @@ def generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=
         if tasks[i]["id"] in SOLVED[suite]["refuse"]:
             raise ValueError(f"{suite} task {i} ({tasks[i]['name']}): the scripted expert does not solve it "
                              f"({SOLVED[suite]['refuse'][i]})")
-    max_attempts = max_attempts or 2 * demos_per_task + 5
     jobs = []
     for i in task_ids:
         path = os.path.join(out_dir, tasks[i]["name"] + "_demo.hdf5")
-        if render and os.path.exists(path):
+        if os.path.exists(path):
             print(f"skip {path} (exists)")
             continue
         jobs.append({"suite": suite, "task": tasks[i], "path": path, "demos": demos_per_task, "noise": noise,
-                     "jitter": jitter, "seed": seed, "max_attempts": max_attempts, "render": render})
+                     "jitter": jitter, "seed": seed})
     stats = []
     bar = tqdm(total=len(jobs) * demos_per_task, desc=f"{suite} expert demos", unit="ep", dynamic_ncols=True)
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
-            stats.append(_task_job(job, bar.update))
-            _report(stats[-1], bar)
+            stats.append(_task_file(job, bar.update))
+            bar.write(stats[-1][0])
     else:
         ctx = multiprocessing.get_context("fork")  # the caller needs no __main__ guard
-        q = ctx.Queue()
-        with ctx.Pool(min(workers, len(jobs)), initializer=_pool_init, initargs=(q,)) as pool:
+        _TICKS = ctx.Queue()
+        with ctx.Pool(min(workers, len(jobs))) as pool:
             pending = [pool.apply_async(_pool_job, (job,)) for job in jobs]
             while pending:
                 try:
-                    bar.update(q.get(timeout=0.5))
+                    bar.update(_TICKS.get(timeout=0.5))
                 except Exception:  # queue.Empty
                     pass
                 for r in [r for r in pending if r.ready()]:
                     pending.remove(r)
                     stats.append(r.get())
-                    _report(stats[-1], bar)
+                    bar.write(stats[-1][0])
     bar.close()
-    kept, tried = sum(s["kept"] for s in stats), sum(s["attempts"] for s in stats)
+    kept, tried = sum(s[1] for s in stats), sum(s[2] for s in stats)
     if tried:
         print(f"{suite}: kept {kept}/{tried} episodes ({kept / tried:.0%} success) in {len(stats)} task files")
-    return stats
-
-
-def _report(s, bar):
-    line = (f"{s['task']}: kept {s['kept']}/{s['attempts']}, mean {s['mean_steps']:.0f} steps, "
-            f"{s['seconds'] / max(s['attempts'], 1):.1f} s/episode")
-    bar.write(line)
-
-
-# -------------------------------------------------------------------------------------------------
-def bench(suite, task_ids, layouts, noise, jitter, seed=0):
-    """Success per task on fresh sampled layouts, rendering off: [(task, success, ever, mean steps, s/episode)]."""
-    tasks = libero_sim.suite_tasks(suite)
-    out = []
-    for i in task_ids:
-        env = libero_sim.make_env(tasks[i]["bddl"], render=False)
-        res, t0 = [], time.time()
-        for k in range(layouts):
-            env.seed(layout_seed(seed, i, k))
-            env.reset()
-            res.append(run_episode(env, np.random.default_rng([seed, i, k]), noise, jitter))
-        env.close()
-        out.append((tasks[i]["name"], sum(r["success"] for r in res), sum(r["success_ever"] for r in res),
-                    float(np.mean([r["steps"] for r in res])), (time.time() - t0) / layouts))
-        print(f"{suite} {i} {out[-1][0]}: {out[-1][1]}/{layouts} at the end ({out[-1][2]} ever), "
-              f"{out[-1][3]:.0f} steps, {out[-1][4]:.2f} s/episode", flush=True)
-    return out
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description="The scripted LIBERO expert: a demo episode, or success statistics.")
-    p.add_argument("--suite", default="libero_object", help="libero_object or libero_spatial")
-    p.add_argument("--task", type=int, default=0, help="task id of the demo episode")
+    p = argparse.ArgumentParser(description="The scripted LIBERO expert: one recorded episode and its GIF.")
+    p.add_argument("--suite", default="libero_object", choices=list(SOLVED), help="LIBERO suite")
+    p.add_argument("--task", type=int, default=0, help="task id; the episode starts from its init state 0")
     p.add_argument("--noise", type=float, default=0.0, help="Gaussian sigma on the position actions (action units)")
     p.add_argument("--jitter", type=float, default=0.0, help="waypoint/speed jitter scale in [0, 1]")
     p.add_argument("--gif", default="libero_expert.gif", help="where the demo episode's upright agentview GIF goes")
-    p.add_argument("--bench", type=int, default=0, help="N > 0: success of every task on N sampled layouts, rendering off")
     args = p.parse_args()
-    libero_sim.setup_rendering()
-    if args.bench:
-        tasks = range(len(libero_sim.suite_tasks(args.suite)))
-        res = bench(args.suite, tasks, args.bench, args.noise, args.jitter)
-        print(f"all: {sum(r[1] for r in res)}/{args.bench * len(res)} at the end, "
-              f"{np.mean([r[3] for r in res]):.0f} steps, {np.mean([r[4] for r in res]):.2f} s/episode")
-        sys.exit()
     task = libero_sim.suite_tasks(args.suite)[args.task]
     env = libero_sim.make_env(task["bddl"], cameras=("agentview", "wrist"))
     env.reset()

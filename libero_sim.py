@@ -7,9 +7,10 @@ Install (see README): apt libraries for headless GL, then
 the fixed init states, and runs offline. Nothing in this file imports it before it is needed, so
 `import libero_sim` is cheap.
 
-    python libero_sim.py                    # backend, a 100-step timing of each render path, a PNG
+    python libero_sim.py                    # the rendering backend, task 0 of a suite, a PNG of its first frame
+(bench.py --only libero measures the speed of each render path.)
 
-Conventions (facts about the simulator, see ../shared/reference/libero_setup.md)
+Conventions (facts about the simulator and its LIBERO package)
 - Rendering: MUJOCO_GL=egl or osmesa (Mesa's software rasteriser on a CPU). If MUJOCO_GL is unset,
   setup_rendering() probes EGL in a subprocess and falls back to OSMesa; set MUJOCO_GL to override.
 - Images come out of robosuite upside down (OpenGL rows, bottom first). Official demo files keep them
@@ -17,8 +18,8 @@ Conventions (facts about the simulator, see ../shared/reference/libero_setup.md)
 - Fast render path (evaluation's default): only the cameras the policy uses, MSAA off (about half the
   cost of an image on llvmpipe; pixels differ by ~2/255 on edges), environments soft-reset
   (hard_reset=False: the XML is not recompiled; set_init_state then sets the full physics state).
-- Frames are rendered at the official 128x128 and resized exactly as `data.py libero` resizes
-  official frames, so evaluation images match training images.
+- Frames are rendered at the official 128x128 and made upright and resized by upright(), the function
+  `convert.py libero` converts official frames with, so evaluation images match training images.
 - Actions: 7-d OSC_POSE deltas in [-1, 1] (0.05 m and 0.5 rad per unit), last dim the gripper
   (-1 open, +1 close), 20 Hz. robosuite's horizon is 1000 steps: stepping past it raises, so the
   per-suite limits below stay under it.
@@ -27,14 +28,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 RENDER_SIZE = 128  # official LIBERO camera resolution; frames are resized from it
 CAMERAS = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}  # our camera name -> robosuite camera
-OFFICIAL_RGB = {"agentview": "agentview_rgb", "wrist": "eye_in_hand_rgb"}  # our camera name -> official obs key
-LOWDIM = ("ee_states", "gripper_states", "joint_states")  # proprio keys of the official files
 # Step limits per suite, as the LIBERO evaluations in OpenVLA and its successors use them: the longest
 # training demo of the suite plus a margin, all below robosuite's 1000-step horizon.
 SUITES = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}
@@ -160,11 +158,13 @@ def proprio(raw):
 
 
 def upright(img, size):
-    """A raw (upside-down) simulator or official-file frame -> upright uint8 (size, size, 3), resized the
-    way every lawm converter resizes."""
-    from data import resize_image
+    """A raw (upside-down) simulator or official-file frame -> upright uint8 (size, size, 3). `convert.py
+    libero` converts official frames with this very function, so evaluation sees what training saw."""
+    from PIL import Image
     img = np.ascontiguousarray(img[::-1])  # OpenGL rows are bottom-first
-    return img if img.shape[0] == size and img.shape[1] == size else resize_image(img, size)
+    if img.shape[:2] == (size, size):
+        return img
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))  # bilinear, as every converter
 
 
 def policy_obs(raw, cameras, image_size):
@@ -325,18 +325,10 @@ if __name__ == "__main__":
     suite = sys.argv[1] if len(sys.argv) > 1 else "libero_object"
     task = suite_tasks(suite)[0]
     print(f"{suite} task 0: {task['language']!r}")
-    for name, cams, msaa in [("fast (agentview, MSAA off)", ("agentview",), False),
-                             ("default (agentview + wrist, MSAA on)", ("agentview", "wrist"), True)]:
-        t0 = time.time()
-        env = make_env(task["bddl"], cams, msaa=msaa)
-        env.reset()
-        raw = env.set_init_state(init_states(suite, 0)[0])
-        t1 = time.time()
-        for _ in range(100):
-            raw, _, _, _ = env.step(np.random.default_rng(0).uniform(-0.2, 0.2, 7))
-        t2 = time.time()
-        print(f"{name}: make + reset {t1 - t0:.1f}s, {100 / (t2 - t1):.1f} steps/s")
-        env.close()
+    env = make_env(task["bddl"])
+    env.reset()
+    raw = env.set_init_state(init_states(suite, 0)[0])
+    env.close()
     from PIL import Image
     Image.fromarray(upright(raw["agentview_image"], 256)).save("libero_frame.png")
     print("wrote libero_frame.png (agentview, upright)")

@@ -137,7 +137,8 @@ def _orthogonal(m):
 # BAKU
 
 @dataclass
-class BakuConfig:
+class ObsConfig:
+    """The fields both policies share: what they see and how they encode it."""
     chunk: int = 10              # n: steps predicted per observation (the latent chunk in stage 1)
     out_dim: int = 7             # d: dims per step; latent dim in stage 1, action dim after reset_action_layer
     image_size: int = 128        # H = W of every camera image (inputs are checked against it)
@@ -145,6 +146,10 @@ class BakuConfig:
     state_dim: int = 0           # proprio size; 0 = no proprio input at all
     lang_dim: int = 384          # instruction embedding size (all-MiniLM-L6-v2)
     base_channels: int = 64      # ResNet stem/layer1 channels, layer2 has twice as many (64 = ResNet-18)
+
+
+@dataclass
+class BakuConfig(ObsConfig):
     width: int = 256             # token width = transformer width = head hidden size
     layers: int = 8              # transformer blocks
     heads: int = 4               # attention heads (width must divide by heads)
@@ -241,14 +246,8 @@ class Baku(nn.Module):
 # Diffusion Policy
 
 @dataclass
-class DiffusionConfig:
+class DiffusionConfig(ObsConfig):
     chunk: int = 16              # n: any length; the U-Net pads to a multiple of 2**(levels-1) and crops back
-    out_dim: int = 7             # d: dims per step; latent dim in stage 1, action dim after reset_action_layer
-    image_size: int = 128        # H = W of every camera image (inputs are checked against it)
-    cameras: tuple = ("agentview",)  # cameras the policy can use; any of them may be absent at call time
-    state_dim: int = 0           # proprio size; 0 = no proprio input at all
-    lang_dim: int = 384          # instruction embedding size (all-MiniLM-L6-v2)
-    base_channels: int = 64      # ResNet stem/layer1 channels, layer2 has twice as many (64 = ResNet-18)
     width: int = 256             # obs token width; the U-Net condition is [step emb, obs sum, lang] = step_dim + 2W
     down_dims: tuple = (256, 512, 1024)  # U-Net channels per level (the release's)
     step_dim: int = 256          # diffusion-step embedding size
@@ -464,7 +463,7 @@ def make_policy(cfg):
 
 
 # ---------------------------------------------------------------------------------------------------
-# checkpoints: one dict of plain values and tensors (see DESIGN.md "Checkpoints")
+# checkpoints: one dict of plain values and tensors, loadable with torch.load(weights_only=True)
 
 CKPT_VERSION = 1
 CKPT_KEYS = ("format_version", "kind", "step", "config", "policy", "policy_config", "optimizer",

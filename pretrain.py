@@ -9,10 +9,10 @@ through the latents. Videos need no action labels.
 
 Tiny CPU run on the built-in toy world (generates data/toy if missing, a few minutes):
     python pretrain.py
-Real run on one GPU (BridgeData v2 episode files written by `python data.py bdv2`):
+Real run on one GPU (BridgeData v2 episode files written by `python convert.py bdv2`):
     python pretrain.py --data data/bdv2 --policy baku --wm_size 50m --batch_size 256 \
         --lr 1e-4 --warmup 1000 --max_steps 200000 --policy_size default --dtype bfloat16
-Robot and human video mixed half and half (episode files from `python data.py bdv2` / `ssv2`):
+Robot and human video mixed half and half (episode files from `python convert.py bdv2` / `ssv2`):
     python pretrain.py --data bdv2,ssv2 --mix 0.5,0.5 --frame_skip 1 ...
 Several GPUs:
     torchrun --nproc_per_node 8 pretrain.py --data data/bdv2 ...   (batch_size is per GPU)
@@ -37,31 +37,31 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from data import DataError, MixtureBatches, PretrainWindows, StepBatches, find_episode_files
-from policies import POLICY_SIZES, load_checkpoint, make_policy, save_checkpoint, CheckpointError
+from policies import CKPT_VERSION, POLICY_SIZES, CheckpointError, load_checkpoint, make_policy, save_checkpoint
 from rssm import PRESETS, WorldModel, WorldModelConfig
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # data
-p.add_argument("--data", default="toy", help="toy | bdv2 | ssv2 | a directory of *.hdf5 episode files | one file; several comma-joined")
-p.add_argument("--mix", default=None, help="weights of the comma-joined --data sets, e.g. 0.5,0.5 (default: one set, weighted by size)")
+p.add_argument("--data", default="toy", help="toy | bdv2 | ssv2 | a folder of *.hdf5 | a file; several comma-joined")
+p.add_argument("--mix", default=None, help="weights of the comma-joined --data sets, e.g. 0.5,0.5 (default: one set)")
 p.add_argument("--frame_skip", type=int, default=1, help="use every k-th frame (BridgeData 5 Hz: 1; SSv2 12 fps: 2)")
 p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes (0 = load in the main process)")
 # policy
 p.add_argument("--policy", default="baku", choices=["baku", "diffusion"], help="which policy to pretrain")
-p.add_argument("--policy_size", default="small", choices=list(POLICY_SIZES), help="policy widths: small (CPU toy) or default (the paper's)")
+p.add_argument("--policy_size", default="small", choices=list(POLICY_SIZES), help="small (CPU toy) or default (paper)")
 p.add_argument("--chunk", type=int, default=None, help="latent actions per chunk n (default: 10 for BAKU, 16 for DP)")
-p.add_argument("--latent_dim", type=int, default=3, help="dimension of each latent action = the target's action size "
-               "(toy 3; LIBERO 7)")
-p.add_argument("--cameras", default="agentview", help="comma list of cameras the policy will use in stage 2 (video gives only agentview)")
-p.add_argument("--state_dim", type=int, default=0, help="proprio size the policy will see in stage 2 (videos have none; 0 = no proprio input)")
-p.add_argument("--detach_latents", action="store_true", help="ablation: stop the gradient into the policy (what the authors' release does by accident)")
+p.add_argument("--latent_dim", type=int, default=3, help="size of each latent action = the target's action size (toy 3)")
+p.add_argument("--cameras", default="agentview", help="cameras of the stage-2 policy (video has agentview only)")
+p.add_argument("--state_dim", type=int, default=0, help="proprio size of the stage-2 policy (0 = none; video has none)")
+p.add_argument("--detach_latents", action="store_true",
+               help="ablation: stop the gradient into the policy (what the authors' release does by accident)")
 # world model
-p.add_argument("--wm_size", default="1m", choices=list(PRESETS), help="world-model preset, named by its parameter count")
+p.add_argument("--wm_size", default="1m", choices=list(PRESETS), help="world-model preset, named by its size")
 p.add_argument("--free_nats", type=float, default=1.0, help="KL free bits per step (nats)")
 p.add_argument("--dyn_scale", type=float, default=0.5, help="KL balancing: weight of KL(sg(post)||prior)")
 p.add_argument("--rep_scale", type=float, default=0.1, help="KL balancing: weight of KL(post||sg(prior))")
 p.add_argument("--openloop_weight", type=float, default=1.0,
-               help="weight of the prior-only prediction loss that forces the world model to use the latents (0 = DreamerV3)")
+               help="weight of the prior-only prediction loss that makes the world model use the latents (0 = DreamerV3)")
 p.add_argument("--no_context", action="store_true",
                help="DreamerV3's world model: frame t reaches it only through the first posterior (see rssm.Decoder)")
 # optimization
@@ -74,12 +74,12 @@ p.add_argument("--weight_decay", type=float, default=1e-6, help="AdamW weight de
 p.add_argument("--beta1", type=float, default=0.95, help="AdamW beta1")
 p.add_argument("--beta2", type=float, default=0.999, help="AdamW beta2")
 p.add_argument("--grad_clip", type=float, default=100.0, help="global gradient-norm clip over policy + world model")
-p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="bfloat16 = autocast on CUDA (ignored on CPU)")
+p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="bfloat16: autocast on CUDA only")
 p.add_argument("--compile", action="store_true", help="torch.compile the joint model")
 # io
 p.add_argument("--out_dir", default="runs/pretrain", help="run folder: ckpt.pt, log.jsonl, rollout pictures")
 p.add_argument("--resume", action="store_true", help="continue the run in --out_dir from its ckpt.pt")
-p.add_argument("--eval_every", type=int, default=500, help="steps between rollout pictures, eval metrics and checkpoint saves")
+p.add_argument("--eval_every", type=int, default=500, help="steps between rollout pictures, eval metrics and saves")
 p.add_argument("--log_every", type=int, default=50, help="steps between log lines")
 p.add_argument("--seed", type=int, default=0, help="seeds weights, data order and sampling")
 p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -103,7 +103,8 @@ device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else args.de
 if device.type == "cuda":
     torch.cuda.set_device(device)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and args.dtype == "bfloat16" else nullcontext()
+bf16 = device.type == "cuda" and args.dtype == "bfloat16"
+autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
 torch.manual_seed(args.seed + rank)
 say = tqdm.write if master else (lambda *a, **k: None)
 
@@ -116,7 +117,8 @@ def fail(msg):
 if args.data == "toy" and not os.path.exists("data/toy/source_video.hdf5") and master:
     say("data/toy missing: generating it with `python data.py toy`")
     import subprocess
-    subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data.py"), "toy"], check=True)
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data.py"), "toy"],
+                   check=True)
 if ddp:
     dist.barrier()
 try:
@@ -194,19 +196,20 @@ if master:
 class Joint(torch.nn.Module):
     """Policy + world model as one module, so DDP sees a single forward that returns the loss."""
 
-    def __init__(self, policy, wm):
+    def __init__(self, policy, wm, detach_latents, openloop_weight):
         super().__init__()
         self.policy, self.wm = policy, wm
+        self.detach_latents, self.openloop_weight = detach_latents, openloop_weight
 
     def forward(self, frames, lang):
         z = self.policy.latent({"agentview": frames[:, 0], "lang": lang})  # (B, n, latent_dim) from frame t
-        if args.detach_latents:
+        if self.detach_latents:
             z = z.detach()  # the release's behaviour: only the world model learns
-        out = self.wm.loss(frames, z, openloop_weight=args.openloop_weight)  # frames (B, n+1, 3, H, W)
+        out = self.wm.loss(frames, z, openloop_weight=self.openloop_weight)  # frames (B, n+1, 3, H, W)
         return out.loss, out.metrics
 
 
-model = Joint(policy, wm)
+model = Joint(policy, wm, args.detach_latents, args.openloop_weight)
 # weight decay on matrices only (not on norms, biases, embeddings-as-vectors), as the release does
 decay = [t for t in model.parameters() if t.dim() >= 2]
 no_decay = [t for t in model.parameters() if t.dim() < 2]
@@ -235,7 +238,8 @@ if args.compile:
 # data order is a pure function of (seed, step, rank): --resume sees exactly the batches it would have
 sampler = (StepBatches(len(dataset), args.batch_size, seed=args.seed, rank=rank, world=world, start_step=step0)
            if args.mix is None else
-           MixtureBatches([len(ds) for ds in sets], weights, args.batch_size, seed=args.seed, rank=rank, start_step=step0))
+           MixtureBatches([len(ds) for ds in sets], weights, args.batch_size, seed=args.seed, rank=rank,
+                          start_step=step0))
 loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=args.num_workers,
                                      pin_memory=device.type == "cuda", persistent_workers=args.num_workers > 0,
                                      generator=torch.Generator().manual_seed(args.seed))
@@ -305,7 +309,8 @@ if master:
     os.makedirs(args.out_dir, exist_ok=True)
     log = open(os.path.join(args.out_dir, "log.jsonl"), "a")
 batches = iter(loader)
-bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master, desc="pretrain", mininterval=2)
+bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master,
+           desc="pretrain", mininterval=2)
 t_last = time.time()
 for step in bar:
     last_step = step == args.max_steps
@@ -314,7 +319,7 @@ for step in bar:
     if master and (step % args.eval_every == 0 or last_step) and not (args.resume and step == step0):
         metrics = evaluate(step)
         save_checkpoint(ckpt_path, {
-            "format_version": 1, "kind": "pretrain", "step": step, "config": config,
+            "format_version": CKPT_VERSION, "kind": "pretrain", "step": step, "config": config,
             "policy": policy.state_dict(), "policy_config": policy.config_dict(),
             "world_model": wm.state_dict(), "wm_config": asdict(wm_cfg),
             "optimizer": optimizer.state_dict(), "action_stats": None,

@@ -1,6 +1,6 @@
 """toyworld.py: the embedded 2-D tabletop that stands in for LIBERO (target) and BridgeData/SSv2 (source).
 
-    python toyworld.py                                  # expert success, episode lengths, steps/s, toyworld_demo.gif
+    python toyworld.py                                  # expert success, episode lengths, toyworld_demo.gif
     python toyworld.py --episodes 20 --out demo.gif --png frame.png --image_size 96
 
 World. The table is the unit square seen from above; x grows to the right and y grows DOWN, so a
@@ -32,7 +32,6 @@ datasets that must not pair up, and for evaluation versus training demos. step()
 Observation: {"agentview": uint8 (H, W, 3), "state": float32 (3,) = gripper x, y, closed (0/1)}.
 """
 import argparse
-import time
 
 import numpy as np
 
@@ -307,6 +306,27 @@ class ToyEnv:
         return not any(self.inside(o, k) for k in CONTAINERS)
 
 
+class ToyEnvs:
+    """n target-domain envs behind the send/recv interface of libero_sim.EnvWorkers, for evaluate.py:
+    ("reset", suite, task index, episode e) -> obs, with seed seed + e; ("step", action) -> (obs, done, success)."""
+
+    def __init__(self, n, image_size, seed):
+        self.envs, self.out, self.seed = [ToyEnv("target", image_size) for _ in range(n)], [None] * n, seed
+
+    def send(self, i, *msg):
+        if msg[0] == "reset":
+            self.out[i] = self.envs[i].reset(TASKS[msg[2]], self.seed + msg[3])
+        else:
+            obs, ok, done = self.envs[i].step(msg[1])
+            self.out[i] = (obs, done, ok)
+
+    def recv(self, i):
+        return self.out[i]
+
+    def close(self):
+        pass
+
+
 class Expert:
     """Scripted noisy expert; create one per episode, after env.reset."""
 
@@ -368,31 +388,20 @@ def rollout_expert(task, seed, domain="target", image_size=64, noise=EXPERT_NOIS
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description="toy world demo: expert success, episode lengths, speed, GIF")
+    ap = argparse.ArgumentParser(description="toy world demo: expert success, episode lengths, GIF")
     ap.add_argument("--episodes", type=int, default=50, help="expert episodes per task and domain")
     ap.add_argument("--image_size", type=int, default=64, help="rendered frame size (pixels)")
     ap.add_argument("--out", default="toyworld_demo.gif", help="GIF of a few episodes per domain")
     ap.add_argument("--png", default="", help="if set, also save a 4x upscaled still of both domains here")
     args = ap.parse_args()
-    for domain in ("target", "source"):
-        t0, lens, fam_ok = time.perf_counter(), [], {f: [] for f in FAMILIES}
+    for domain in ("target", "source"):  # (speed: bench.py --only toyworld)
+        lens, fam_ok = [], {f: [] for f in FAMILIES}
         for task in TASKS:
             for s in range(args.episodes):
                 ep = rollout_expert(task, s, domain, args.image_size)
                 lens.append(len(ep["actions"])); fam_ok[ep["task_type"]].append(ep["success"])
-        dt = time.perf_counter() - t0
         print(f"{domain}: expert success " + " ".join(f"{f}={np.mean(v):.3f}" for f, v in fam_ok.items())
-              + f" | length mean {np.mean(lens):.1f} min {min(lens)} p95 {np.percentile(lens, 95):.0f} max {max(lens)}"
-              + f" | {sum(lens) / dt:.0f} steps/s with expert")
-        env, rng, n = ToyEnv(domain, args.image_size), np.random.default_rng(0), 20000
-        env.reset(TASKS[0], 0)
-        acts = rng.uniform(-1, 1, (n, 3))
-        t0 = time.perf_counter()
-        for i in range(n):
-            if env.step(acts[i])[2]:
-                env.reset(TASKS[i % len(TASKS)], i)
-        rate = n / (time.perf_counter() - t0)
-        print(f"{domain}: {rate:.0f} env steps/s on one core (random actions, rendering at {args.image_size}px)")
+              + f" | length mean {np.mean(lens):.1f} min {min(lens)} p95 {np.percentile(lens, 95):.0f} max {max(lens)}")
     import imageio.v3 as iio
     up = lambda f: f.repeat(3, 0).repeat(3, 1)
     clips = [[up(f) for f in rollout_expert(TASKS[k], k, d, args.image_size)["frames"]]

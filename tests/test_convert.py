@@ -19,23 +19,12 @@ import pytest
 from PIL import Image
 
 import data
+from conftest import ENV, ROOT, read_episodes
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=ROOT)
 S = 16  # converted image size
 
 
-@pytest.fixture(scope="module", autouse=True)
-def lang_cache(tmp_path_factory):
-    """A private instruction-embedding cache (shared with the subprocesses through ENV)."""
-    folder = str(tmp_path_factory.mktemp("lawm_cache"))
-    old = os.environ.get("LAWM_CACHE")
-    os.environ["LAWM_CACHE"] = ENV["LAWM_CACHE"] = folder
-    yield folder
-    if old is None:
-        del os.environ["LAWM_CACHE"]
-    else:
-        os.environ["LAWM_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("lang_cache")  # a private embedding cache (conftest.py)
 
 
 def colour(t):
@@ -80,8 +69,8 @@ def bridge(tmp_path_factory):
     return str(src)
 
 
-def run_data(*args, ok=True):
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "data.py"), *args], env=ENV, capture_output=True,
+def run_convert(*args, ok=True):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "convert.py"), *args], env=ENV, capture_output=True,
                        text=True, timeout=120)
     if ok:
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -89,11 +78,11 @@ def run_data(*args, ok=True):
 
 
 def episodes(folder):
-    return [ep for p in data.find_episode_files(str(folder)) for ep in data.read_episodes(p)]
+    return [ep for p in data.find_episode_files(str(folder)) for ep in read_episodes(p)]
 
 
 def test_bdv2_frames_actions_latency_and_skips(bridge, tmp_path):
-    r = run_data("bdv2", "--src", bridge, "--out", str(tmp_path / "out"), "--image_size", str(S),
+    r = run_convert("bdv2", "--src", bridge, "--out", str(tmp_path / "out"), "--image_size", str(S),
                  "--min_frames", "2", "--shard_size", "2", "--workers", "2")
     assert "3 episodes kept, 2 skipped" in r.stdout, r.stdout
     assert "1 no instruction" in r.stdout and "1 unreadable image" in r.stdout
@@ -113,8 +102,8 @@ def test_bdv2_frames_actions_latency_and_skips(bridge, tmp_path):
 
 def test_bdv2_kill_and_rerun_equals_one_run(bridge, tmp_path):
     whole, part = tmp_path / "whole", tmp_path / "part"
-    run_data("bdv2", "--src", bridge, "--out", str(whole), "--image_size", str(S), "--min_frames", "2", "--shard_size", "1")
-    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "data.py"), "bdv2", "--src", bridge, "--out", str(part),
+    run_convert("bdv2", "--src", bridge, "--out", str(whole), "--image_size", str(S), "--min_frames", "2", "--shard_size", "1")
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "convert.py"), "bdv2", "--src", bridge, "--out", str(part),
                           "--image_size", str(S), "--min_frames", "2", "--shard_size", "1"], env=ENV,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0 = time.time()
@@ -123,7 +112,7 @@ def test_bdv2_kill_and_rerun_equals_one_run(bridge, tmp_path):
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert len(os.listdir(whole)) == 5  # 3 shards + 2 .empty markers (every input of the shard skipped)
-    r = run_data("bdv2", "--src", bridge, "--out", str(part), "--image_size", str(S), "--min_frames", "2", "--shard_size", "1")
+    r = run_convert("bdv2", "--src", bridge, "--out", str(part), "--image_size", str(S), "--min_frames", "2", "--shard_size", "1")
     assert "already there" in r.stdout
     assert sorted(n for n in os.listdir(part)) == sorted(os.listdir(whole))  # no .tmp left behind
     a, b = episodes(whole), episodes(part)
@@ -133,7 +122,7 @@ def test_bdv2_kill_and_rerun_equals_one_run(bridge, tmp_path):
         for k in x["obs"]:
             np.testing.assert_array_equal(x["obs"][k], y["obs"][k])
         np.testing.assert_array_equal(x["actions"], y["actions"])
-    r = run_data("bdv2", "--src", bridge, "--out", str(part), "--image_size", str(S), "--min_frames", "2", "--shard_size", "1")
+    r = run_convert("bdv2", "--src", bridge, "--out", str(part), "--image_size", str(S), "--min_frames", "2", "--shard_size", "1")
     assert "0 of 5 shards done now (5 already there)" in r.stdout
 
 
@@ -167,7 +156,7 @@ def something(tmp_path_factory):
 def test_ssv2_frames_labels_fraction_and_skip(something, tmp_path):
     base = ["ssv2", "--src", str(something / "videos"), "--labels", str(something / "train.json"),
             "--image_size", str(S), "--min_frames", "2"]
-    r = run_data(*base, "--out", str(tmp_path / "all"), "--frame_skip", "2", "--workers", "2", "--shard_size", "4")
+    r = run_convert(*base, "--out", str(tmp_path / "all"), "--frame_skip", "2", "--workers", "2", "--shard_size", "4")
     assert "20 episodes kept, 1 skipped, 1 no video" in r.stdout, r.stdout
     eps = episodes(tmp_path / "all")
     assert [e["instruction"] for e in eps] == [f"Pushing box {k} from left to right" for k in range(1, 21)]
@@ -181,7 +170,7 @@ def test_ssv2_frames_labels_fraction_and_skip(something, tmp_path):
     # a seeded random half, not the first half; the same seed gives the same clips, another seed others
     picks = []
     for seed, out in ((0, "a"), (0, "b"), (1, "c")):
-        run_data(*base, "--out", str(tmp_path / out), "--fraction", "0.5", "--seed", str(seed))
+        run_convert(*base, "--out", str(tmp_path / out), "--fraction", "0.5", "--seed", str(seed))
         picks.append([e["instruction"] for e in episodes(tmp_path / out)])
     first = [f"Pushing box {k} from left to right" for k in range(1, 11)]  # what "the first 10%" would take
     assert 9 <= len(picks[0]) <= 11 and picks[0] == picks[1] and picks[0] != picks[2] and picks[0] != first
@@ -197,7 +186,7 @@ def test_bad_input_gives_one_line(tmp_path, args, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "bad.json").write_text("{not json")
     args = [str(tmp_path / "empty") if a == "EMPTY" else str(tmp_path / "bad.json") if a == "BAD" else a for a in args]
-    r = run_data(*args, "--out", str(tmp_path / "out"), ok=False)
+    r = run_convert(*args, "--out", str(tmp_path / "out"), ok=False)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
@@ -224,8 +213,8 @@ def test_mixture_over_converted_shards(bridge, something, tmp_path):
     ("bdv2"/"ssv2" name data/bdv2, data/ssv2 in the working folder)."""
     import torch
     size = "32"  # the smallest the world model's encoder takes
-    run_data("bdv2", "--src", bridge, "--out", str(tmp_path / "data" / "bdv2"), "--image_size", size, "--min_frames", "2")
-    run_data("ssv2", "--src", str(something / "videos"), "--labels", str(something / "train.json"), "--image_size",
+    run_convert("bdv2", "--src", bridge, "--out", str(tmp_path / "data" / "bdv2"), "--image_size", size, "--min_frames", "2")
+    run_convert("ssv2", "--src", str(something / "videos"), "--labels", str(something / "train.json"), "--image_size",
              size, "--min_frames", "2", "--out", str(tmp_path / "data" / "ssv2"))
     sets = [data.PretrainWindows(str(tmp_path / "data" / n), chunk=2, in_memory=False) for n in ("bdv2", "ssv2")]
     cat = torch.utils.data.ConcatDataset(sets)

@@ -15,23 +15,14 @@ import pytest
 import torch
 
 import data
+from conftest import read_episodes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 S = 16  # image size of the synthetic episodes
 TEXTS = ("pick up the red block", "put the cube in the bowl")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def lang_cache(tmp_path_factory):
-    """One embedding cache for the whole session: the language model loads at most once in-process."""
-    folder = str(tmp_path_factory.mktemp("lawm_cache"))
-    old = os.environ.get("LAWM_CACHE")
-    os.environ["LAWM_CACHE"] = folder
-    yield folder
-    if old is None:
-        del os.environ["LAWM_CACHE"]
-    else:
-        os.environ["LAWM_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("lang_cache")  # a private embedding cache (conftest.py)
 
 
 def episode(T, instruction=TEXTS[0], actions=True, wrist=False, task_type="take"):
@@ -67,7 +58,7 @@ def test_round_trip_is_exact(tmp_path):
     eps[0]["actions"] = rng.standard_normal((7, 3)).astype(np.float32)
     eps[0]["seed"] = 1_000_123
     path = write(tmp_path / "a.hdf5", eps)
-    back = data.read_episodes(path)
+    back = read_episodes(path)
     assert len(back) == 2 and "actions" not in back[1] and back[0]["seed"] == 1_000_123 and "seed" not in back[1]
     for a, b in zip(eps, back):
         assert a.keys() == b.keys() and a["obs"].keys() == b["obs"].keys()
@@ -103,7 +94,7 @@ def test_failed_write_leaves_nothing(tmp_path):
     write(path, [episode(4)])
     with pytest.raises(RuntimeError):
         data.write_episodes(str(path), crashing(), "toy", 10)
-    assert os.listdir(tmp_path) == ["a.hdf5"] and len(data.read_episodes(str(path))) == 1
+    assert os.listdir(tmp_path) == ["a.hdf5"] and len(read_episodes(str(path))) == 1
 
 
 def _edit(path, fn):
@@ -143,7 +134,7 @@ def test_bad_file_gives_one_line(tmp_path, case):
     spoil, key, text = BAD_FILES[case]
     path = spoil(write(tmp_path / "bad.hdf5", [episode(6), episode(8)]))
     with pytest.raises(data.DataError) as e:
-        data.read_episodes(path)
+        read_episodes(path)
     msg = str(e.value)
     assert msg.startswith(f"{path}: {key}: expected ") and text in msg and "\n" not in msg, msg
     with pytest.raises(data.DataError, match=f"^{re.escape(msg)}$"):
@@ -245,7 +236,7 @@ def test_demo_windows_errors_and_given_stats(tmp_path):
     stats = {"min": [0.0, -10.0, 0.0], "max": [10.0, 0.0, 2.0]}
     ds = data.DemoWindows([demos], chunk=2, stats=stats)
     assert ds.stats == stats and ds[0]["actions"][1].tolist() == pytest.approx([-0.8, 0.8, 0.0])
-    assert data.action_stats([demos]) == {"min": [0.0, -4.0, 1.0], "max": [4.0, 0.0, 1.0]}
+    assert data.DemoWindows([demos], chunk=2).stats == {"min": [0.0, -4.0, 1.0], "max": [4.0, 0.0, 1.0]}  # over all actions
 
 
 def test_lazy_reading_in_dataloader_workers(tmp_path):
@@ -330,7 +321,7 @@ def test_toy_subprocess_writes_three_valid_files(tmp_path, monkeypatch):
     assert data.find_episode_files("toy", role="demos") == ["data/toy/target_demos.hdf5"]
     tmp_path = tmp_path / "data" / "toy"
     assert sorted(os.listdir(tmp_path)) == ["source_demos.hdf5", "source_video.hdf5", "target_demos.hdf5"]
-    files = {name: data.read_episodes(str(tmp_path / f"{name}.hdf5")) for name in ("source_video", "target_demos", "source_demos")}
+    files = {name: read_episodes(str(tmp_path / f"{name}.hdf5")) for name in ("source_video", "target_demos", "source_demos")}
     assert [len(v) for v in files.values()] == [4, len(toyworld.TASKS), 3]
     assert sorted(e["task"] for e in files["target_demos"]) == sorted(toyworld.TASKS)
     for name, eps in files.items():

@@ -1,4 +1,4 @@
-"""Tests of `python data.py libero`: official LIBERO demo files -> lawm episode shards.
+"""Tests of `python convert.py libero`: official LIBERO demo files -> lawm episode shards.
 Run: OMP_NUM_THREADS=1 python -m pytest -q tests/test_libero_data.py   (about a minute on one CPU core)
 
 Every fixture is written in the exact official schema by libero_sim.write_official. The synthetic one
@@ -19,26 +19,16 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from conftest import ROOT  # noqa: E402
+from conftest import ENV, ROOT, read_episodes  # noqa: E402
 
+import convert  # noqa: E402
 import data  # noqa: E402
 import libero_sim  # noqa: E402
 
-ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=ROOT)
 STEPS = (5, 3)  # steps of the two synthetic demos
 
 
-@pytest.fixture(scope="module", autouse=True)
-def lang_cache(tmp_path_factory):
-    """A private instruction-embedding cache (shared with the subprocesses through ENV)."""
-    folder = str(tmp_path_factory.mktemp("lawm_cache"))
-    old = os.environ.get("LAWM_CACHE")
-    os.environ["LAWM_CACHE"] = ENV["LAWM_CACHE"] = folder
-    yield folder
-    if old is None:
-        del os.environ["LAWM_CACHE"]
-    else:
-        os.environ["LAWM_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("lang_cache")  # a private embedding cache (conftest.py)
 
 
 def run(script, *args, ok=True, timeout=300):
@@ -50,7 +40,7 @@ def run(script, *args, ok=True, timeout=300):
 
 
 def episodes(folder):
-    return [ep for p in data.find_episode_files(str(folder), role="demos") for ep in data.read_episodes(p)]
+    return [ep for p in data.find_episode_files(str(folder), role="demos") for ep in read_episodes(p)]
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +77,12 @@ def test_language_rule_matches_libero():
              for t in libero_sim.suite_tasks(s)]
     assert len(tasks) == 130 and any(t["name"].startswith("KITCHEN_SCENE10_") for t in tasks)
     for t in tasks:
-        assert data.libero_language(t["name"]) == t["language"], t["name"]
-    assert data.libero_language("KITCHEN_SCENE3_turn_on_the_stove") == "turn on the stove"
+        assert convert.libero_language(t["name"]) == t["language"], t["name"]
+    assert convert.libero_language("KITCHEN_SCENE3_turn_on_the_stove") == "turn on the stove"
 
 
 def test_check_official_summary(official, task):
-    s = data.check_official(official[0])
+    s = convert.check_official(official[0])
     assert s["task"] == task["name"] and s["instruction"] == task["language"]
     assert [(d["key"], d["T"], d["cameras"]) for d in s["demos"]] == [
         (f"data/demo_{d}", T, ["agentview_rgb", "eye_in_hand_rgb"]) for d, T in enumerate(STEPS)]
@@ -101,7 +91,7 @@ def test_check_official_summary(official, task):
 
 def test_synthetic_converts_upright(official, task, tmp_path):
     path, demos = official
-    r = run("data.py", "libero", "--src", os.path.dirname(path), "--out", tmp_path / "out")
+    r = run("convert.py", "libero", "--src", os.path.dirname(path), "--out", tmp_path / "out")
     assert "1 files checked, 2 demos, 8 steps, 1 tasks" in r.stdout and "2 episodes kept, 0 skipped" in r.stdout, r.stdout
     assert sorted(os.listdir(tmp_path / "out")) == ["libero.json", "libero_00000.hdf5"]
     with h5py.File(tmp_path / "out" / "libero_00000.hdf5") as f:
@@ -118,7 +108,7 @@ def test_synthetic_converts_upright(official, task, tmp_path):
         assert ep["actions"].dtype == np.float32
         np.testing.assert_array_equal(ep["actions"], src["actions"].astype(np.float32))
         assert sorted(k for k in o if not k.endswith("_rgb")) == ["ee_states", "gripper_states", "joint_states"]
-        for k in libero_sim.LOWDIM:
+        for k in convert.LIBERO_LOWDIM:
             assert o[k].dtype == np.float32
             np.testing.assert_array_equal(o[k], src["obs"][k].astype(np.float32))
         assert ep["instruction"] == task["language"] == "pick up the alphabet soup and place it in the basket"
@@ -129,7 +119,7 @@ def test_synthetic_converts_upright(official, task, tmp_path):
 
 def test_resize_and_camera_choice(official, tmp_path):
     path, demos = official
-    run("data.py", "libero", "--src", path, "--out", tmp_path / "out", "--image_size", "64", "--cameras", "agentview")
+    run("convert.py", "libero", "--src", path, "--out", tmp_path / "out", "--image_size", "64", "--cameras", "agentview")
     for ep, src in zip(episodes(tmp_path / "out"), demos):
         assert sorted(k for k in ep["obs"] if k.endswith("_rgb")) == ["agentview_rgb"]  # wrist not asked for
         want = np.stack([libero_sim.upright(x, 64) for x in src["obs"]["agentview_rgb"]])  # (T, 64, 64, 3)
@@ -138,7 +128,7 @@ def test_resize_and_camera_choice(official, tmp_path):
 
 def test_resume_skips_finished_shards(official, tmp_path):
     path, _ = official
-    out, args = tmp_path / "out", ["data.py", "libero", "--src", path, "--shard_size", "1", "--workers", "2"]
+    out, args = tmp_path / "out", ["convert.py", "libero", "--src", path, "--shard_size", "1", "--workers", "2"]
     run(*args, "--out", out)
     shards = [out / "libero_00000.hdf5", out / "libero_00001.hdf5"]
     first = [x.read_bytes() for x in shards]
@@ -214,7 +204,7 @@ def make_bad(official, task, folder, name):
 def test_check_official_names_file_and_key(official, task, tmp_path, name):
     bad = make_bad(official, task, tmp_path, name)
     with pytest.raises(data.DataError) as e:
-        data.check_official(str(bad))
+        convert.check_official(str(bad))
     assert str(e.value).startswith(f"{bad}: {BAD[name][1]}") and "\n" not in str(e.value), str(e.value)
 
 
@@ -227,7 +217,7 @@ def test_malformed_file_fails_in_one_line(official, task, tmp_path, name):
     src.mkdir()
     shutil.copy(official[0], src / "a_good_file_demo.hdf5")  # sorts first: it alone would convert fine
     bad = make_bad(official, task, src, name)
-    r = run("data.py", "libero", "--src", src, "--out", out, ok=False)
+    r = run("convert.py", "libero", "--src", src, "--out", out, ok=False)
     assert r.returncode != 0
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith(f"error: {bad}: {key}"), r.stderr
     assert not out.exists()  # nothing written, not even the folder
@@ -245,8 +235,8 @@ def test_corrupt_pixels_fail_without_a_shard(official, tmp_path):
     with open(bad, "r+b") as f:
         f.seek(chunk.byte_offset)
         f.write(b"\xff" * chunk.size)
-    data.check_official(str(bad))  # shapes and dtypes are fine
-    r = run("data.py", "libero", "--src", bad, "--out", tmp_path / "out", "--shard_size", "1", "--workers", "2", ok=False)
+    convert.check_official(str(bad))  # shapes and dtypes are fine
+    r = run("convert.py", "libero", "--src", bad, "--out", tmp_path / "out", "--shard_size", "1", "--workers", "2", ok=False)
     assert r.returncode != 0 and "Traceback" not in r.stderr and r.stderr.strip().splitlines()[-1].startswith(
         f"error: {bad}: data/demo_1: expected readable data, got a read error"), r.stderr
     left = set(os.listdir(tmp_path / "out"))  # demo_0's shard may or may not have been finished
@@ -259,7 +249,7 @@ def recorded(task, tmp_path_factory):
     written in the official schema exactly as LIBERO's replay would: obs t, then action t."""
     env = libero_sim.make_env(task["bddl"], cameras=("agentview", "wrist"))
     rng = np.random.default_rng(0)
-    rec = {k: [] for k in ("agentview_rgb", "eye_in_hand_rgb", *libero_sim.LOWDIM, "actions", "states")}
+    rec = {k: [] for k in ("agentview_rgb", "eye_in_hand_rgb", *convert.LIBERO_LOWDIM, "actions", "states")}
     try:
         env.reset()
         raw = env.set_init_state(libero_sim.init_states("libero_object", 0)[0])
@@ -288,16 +278,16 @@ def test_recorded_from_simulator_converts_and_finetunes(recorded, task, tmp_path
     path, demo = recorded
     assert demo["obs"]["agentview_rgb"].shape == (12, 128, 128, 3) and demo["states"].shape[0] == 12
     assert demo["obs"]["agentview_rgb"].std() > 10 and np.abs(np.diff(demo["obs"]["joint_states"], axis=0)).max() > 1e-3
-    assert data.check_official(path)["demos"][0]["T"] == 12
+    assert convert.check_official(path)["demos"][0]["T"] == 12
     out = tmp_path / "libero64"
-    run("data.py", "libero", "--src", path, "--out", out, "--image_size", "64")
+    run("convert.py", "libero", "--src", path, "--out", out, "--image_size", "64")
     run("data.py", "check", out)
     (ep,) = episodes(out)
     for k, cam in (("agentview_rgb", "agentview"), ("eye_in_hand_rgb", "wrist")):
         want = np.stack([libero_sim.upright(x, 64) for x in demo["obs"][k]])  # (12, 64, 64, 3)
         np.testing.assert_array_equal(ep["obs"][k], want)  # what libero_sim.policy_obs gives evaluation
     np.testing.assert_array_equal(ep["actions"], demo["actions"].astype(np.float32))
-    for k in libero_sim.LOWDIM:
+    for k in convert.LIBERO_LOWDIM:
         np.testing.assert_array_equal(ep["obs"][k], demo["obs"][k].astype(np.float32))
     assert ep["instruction"] == task["language"] and ep["task_type"] == "pick"
 

@@ -91,7 +91,7 @@ def test_module_demos_and_bench_libero_group(tmp_path):
                text=True, timeout=600)
     r = subprocess.run([sys.executable, os.path.join(ROOT, "libero_sim.py")], **cwd)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "rendering backend: " in r.stdout and "steps/s" in r.stdout and (tmp_path / "libero_frame.png").exists()
+    assert "rendering backend: " in r.stdout and (tmp_path / "libero_frame.png").exists()
     r = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--only", "libero", "--iters", "1", "--out", "b.json"], **cwd)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.load(open(tmp_path / "b.json"))
@@ -100,14 +100,11 @@ def test_module_demos_and_bench_libero_group(tmp_path):
         assert res[f"libero_object_10x10_eval_{path}_2proc_min_upper_bound"] > 0
 
 
-def test_expert_module_demo_and_bench(tmp_path):
-    """`python libero_expert.py` (one rendered episode and its GIF) and `--bench` (success statistics)."""
+def test_expert_module_demo(tmp_path):
+    """`python libero_expert.py`: one rendered episode and its GIF."""
     cwd = dict(cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT), capture_output=True,
                text=True, timeout=600)
     r = subprocess.run([sys.executable, os.path.join(ROOT, "libero_expert.py"), "--suite", "libero_object", "--task", "1",
                         "--noise", "0.1", "--jitter", "0.5", "--gif", "ep.gif"], **cwd)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "libero_object task 1" in r.stdout and "success True" in r.stdout and (tmp_path / "ep.gif").stat().st_size > 0
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "libero_expert.py"), "--suite", "libero_spatial", "--bench", "1"], **cwd)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.strip().splitlines()[-1].startswith("all: ")

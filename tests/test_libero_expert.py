@@ -16,10 +16,10 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-import data  # noqa: E402
+import convert  # noqa: E402
 import libero_expert  # noqa: E402
 import libero_sim  # noqa: E402
-from conftest import ROOT  # noqa: E402
+from conftest import ROOT, read_episodes  # noqa: E402
 
 SUITE = "libero_object"
 
@@ -37,7 +37,7 @@ def test_expert_solves_a_fixed_init_state():
 
 
 def cli(*args, ok=True):
-    r = subprocess.run([sys.executable, "data.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
+    r = subprocess.run([sys.executable, "convert.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
                        env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert (r.returncode == 0) == ok, r.stdout[-2000:] + r.stderr[-2000:]
     return r
@@ -51,7 +51,7 @@ def test_refuses_a_task_it_does_not_solve(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_file(tmp_path_factory):
-    """One rendered demo of task 1 (cream cheese, the shortest) written by `data.py libero-expert`."""
+    """One rendered demo of task 1 (cream cheese, the shortest) written by `convert.py libero-expert`."""
     out = tmp_path_factory.mktemp("expert")
     r = cli("libero-expert", "--suite", SUITE, "--tasks", "1", "--demos", "1", "--noise", "0.1", "--jitter", "1.0",
             "--seed", "3", "--workers", "1", "--out", str(out))
@@ -62,7 +62,7 @@ def demo_file(tmp_path_factory):
 
 def test_generate_writes_the_official_schema(demo_file):
     path, task = demo_file
-    data.check_official(str(path))  # the validator of `data.py libero` accepts it
+    convert.check_official(str(path))  # the validator of `convert.py libero` accepts it
     with h5py.File(path, "r") as f:
         grp = f["data"]
         assert list(grp) == ["demo_0"] and grp.attrs["num_demos"] == 1
@@ -90,7 +90,7 @@ def test_generate_writes_the_official_schema(demo_file):
 def test_recorded_file_converts(demo_file, tmp_path):
     path, task = demo_file
     cli("libero", "--src", str(path.parent), "--out", str(tmp_path / "conv"), "--image_size", "64")
-    (ep,) = data.read_episodes(str(tmp_path / "conv" / "libero_00000.hdf5"))
+    (ep,) = read_episodes(str(tmp_path / "conv" / "libero_00000.hdf5"))
     with h5py.File(path, "r") as f:
         raw = f["data/demo_0/obs/agentview_rgb"][:]
     assert ep["instruction"] == task["language"] and ep["obs"]["agentview_rgb"].shape == (len(raw), 64, 64, 3)

@@ -1,0 +1,455 @@
+"""Converters from other formats into lawm episode files (the layout is in data.py's docstring):
+BridgeData v2 raw folders, Something-Something v2 webm videos, official LIBERO demo files, and demos
+that a scripted expert records in the LIBERO simulator.
+
+    python convert.py bdv2 --src raw/bridge_data_v2 --out data/bdv2 --workers 8          # BridgeData v2 raw tree
+    python convert.py ssv2 --src 20bn-something-something-v2 --labels labels/train.json --out data/ssv2 \
+        --fraction 0.1 --frame_skip 2 --workers 8                                           # SSv2 webm videos
+    python convert.py libero --src datasets/libero_90 --out data/libero_90 --workers 8       # official LIBERO files
+    python convert.py libero --src 'datasets/libero_10/*_demo.hdf5' --out data/libero_10_64 --image_size 64
+    python convert.py libero-expert --suite libero_object --demos 20 --out data/libero_expert --workers 2
+        # no download: scripted-expert demos recorded in the real simulator (libero_expert.py), in the
+        # official schema; convert them with `convert.py libero` like official files
+Bad input stops with one line, "error: <file>: <key>: expected ..., got ...", and no traceback.
+
+Shards. bdv2, ssv2 and libero write <name>_00000.hdf5, <name>_00001.hdf5, ... of --shard_size episodes,
+one write_episodes call each (written to .tmp, then renamed: a shard that exists is complete). The sorted
+input list is cut into runs of --shard_size, so shard i always holds the same inputs and a rerun skips the
+shards that exist (a shard whose inputs were all skipped leaves <name>_<i:05d>.empty). A raw episode that
+breaks a rule is reported, counted and left out; nothing is zero-filled: a missing camera or key is absent.
+
+What each source becomes
+    bdv2: obs/agentview_rgb = images0, obs/state = obs_dict full_state (7), actions (T, 7), instruction =
+    first lang.txt line; 5 Hz. ssv2: obs/agentview_rgb only, instruction = the filled-in label, task =
+    template; 12 fps / --frame_skip.
+    libero: obs/agentview_rgb, obs/eye_in_hand_rgb = the official frames flipped upright (img[::-1]) and
+    resized; obs/ee_states (6), gripper_states (2), joint_states (7) and actions (T, 7) as float32; instruction =
+    the language LIBERO trains with, from the file name <task>_demo.hdf5 (not problem_info's BDDL text); task =
+    <task>; 20 fps. Every source file is checked (check_official) before anything is written; libero.json in
+    --out records the sources and options, and a rerun with other ones stops instead of mixing shards.
+"""
+import argparse
+import collections
+import glob
+import json
+import multiprocessing
+import os
+import pickle
+import re
+import sys
+import time
+
+import h5py
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+import libero_sim
+from data import CAMERAS, DataError, demo_keys, fail, open_hdf5, write_episodes
+
+BDV2_FPS, SSV2_FPS = 5, 12  # BridgeData v2 control rate; SSv2 native frame rate (before --frame_skip)
+BDV2_LATENCY_FIXED = "2021-07-23"  # BridgeData collected before this date has one step of camera latency
+_DATED = re.compile(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}")  # the collection folder above raw/
+LIBERO_FPS = 20  # LIBERO's control rate
+LIBERO_LOWDIM = {"ee_states": 6, "gripper_states": 2, "joint_states": 7}  # official proprio kept: name -> width
+LIBERO_ACTION_DIM = 7  # OSC_POSE deltas (6) + gripper
+
+
+class Skip(Exception):
+    """A raw episode that breaks a rule: reported, counted and left out, never zero-filled."""
+
+
+# ----------------------------------------------------------------------------------------------
+# the shard runner, shared by bdv2, ssv2 and libero
+
+def _write_shard(job):
+    """Convert the inputs of one shard and write it (runs in a worker). Returns (kept, frames, skipped)."""
+    kind, path, items, opts = job
+    make = {"bdv2": _bdv2_episode, "ssv2": _ssv2_episode, "libero": _libero_episode}[kind]
+    tally, skipped = {"kept": 0, "frames": 0}, []
+
+    def episodes():  # streamed into the writer: a shard is never held whole in memory
+        for item in items:
+            try:
+                ep = make(item, **opts)
+            except Skip as e:
+                skipped.append((item if isinstance(item, str) else item[0], str(e)))
+                continue
+            tally["kept"] += 1
+            tally["frames"] += len(ep["obs"]["agentview_rgb"])
+            yield ep
+    try:
+        fps = SSV2_FPS / opts["frame_skip"] if kind == "ssv2" else {"bdv2": BDV2_FPS, "libero": LIBERO_FPS}[kind]
+        write_episodes(path, episodes(), kind, fps)
+    except DataError:
+        if tally["kept"] or len(skipped) < len(items):  # a real error, not "every input was skipped"
+            raise
+        with open(path[:-5] + ".empty.tmp", "w") as f:  # every input skipped: remember it, with why
+            f.writelines(f"{name}\t{why}\n" for name, why in skipped)
+        os.replace(path[:-5] + ".empty.tmp", path[:-5] + ".empty")
+    return tally["kept"], tally["frames"], skipped
+
+
+def _convert(kind, items, args, opts):
+    """Shard items, convert the missing shards with --workers processes, print a summary."""
+    if args.shard_size < 1 or args.workers < 1 or args.image_size < 1:
+        fail("arguments", "--shard_size, --workers, --image_size", "positive", (args.shard_size, args.workers, args.image_size))
+    os.makedirs(args.out, exist_ok=True)
+    n = (len(items) + args.shard_size - 1) // args.shard_size
+    jobs = [(kind, os.path.join(args.out, f"{kind}_{i:05d}.hdf5"), items[i * args.shard_size:(i + 1) * args.shard_size], opts)
+            for i in range(n)]
+    jobs = [j for j in jobs if not (os.path.exists(j[1]) or os.path.exists(j[1][:-5] + ".empty"))]
+    kept, frames, why, t0 = 0, 0, collections.Counter(), time.time()
+    pool = multiprocessing.Pool(args.workers) if args.workers > 1 and len(jobs) > 1 else None
+    results = pool.imap_unordered(_write_shard, jobs) if pool else map(_write_shard, jobs)
+    try:
+        with tqdm(desc=f"{kind} frames", unit="frame", unit_scale=True, mininterval=1) as bar:
+            for done, (k, f, skipped) in enumerate(results, 1):
+                kept, frames = kept + k, frames + f
+                for name, reason in skipped:
+                    why[reason.split(":")[0]] += 1
+                    bar.write(f"skipped {name}: {reason}")
+                bar.update(f)
+                bar.set_postfix(shards=f"{done}/{len(jobs)}", kept=kept, skipped=sum(why.values()))
+    except BaseException:  # an error in one shard stops the run: stop the other workers now, and since
+        if pool:           # they die mid-write, without their own cleanup, remove their temporary files
+            pool.terminate()
+            pool.join()
+            for tmp in (t for j in jobs for t in (f"{j[1]}.tmp", j[1][:-5] + ".empty.tmp")):
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+        raise
+    if pool:
+        pool.close()
+        pool.join()
+    dt = max(time.time() - t0, 1e-9)
+    print(f"{kind}: {args.out}: {len(jobs)} of {n} shards done now ({n - len(jobs)} already there), {kept} episodes kept, "
+          f"{sum(why.values())} skipped" + "".join(f", {v} {k}" for k, v in sorted(why.items()))
+          + f", {frames} frames in {dt:.1f}s ({frames / dt:.0f} frames/s)")
+
+
+# ----------------------------------------------------------------------------------------------
+# BridgeData v2 and Something-Something v2: raw downloads
+
+def _bdv2_trajectories(src):
+    """Every raw/traj_group*/traj*/ folder under src, sorted."""
+    out = []
+    for root, dirs, _ in os.walk(src, followlinks=True):
+        dirs.sort()
+        if re.fullmatch(r"traj_group\d+", os.path.basename(root)):
+            out += [os.path.join(root, d) for d in dirs if re.fullmatch(r"traj\d+", d)]
+            dirs.clear()  # nothing to find inside a trajectory
+    return sorted(out)
+
+
+def _bdv2_episode(traj, image_size, min_frames):
+    """One BridgeData trajectory folder -> an episode dict, or Skip(reason)."""
+    date = next((p for p in reversed(os.path.abspath(traj).split(os.sep)) if _DATED.fullmatch(p)), None)
+    if date is None:
+        raise Skip("no dated folder: expected YYYY-MM-DD_HH-MM-SS above raw/")
+    lang = os.path.join(traj, "lang.txt")
+    lines = [l.strip() for l in open(lang, errors="replace")] if os.path.isfile(lang) else []
+    instruction = next((l for l in lines if l and not l.startswith("confidence")), None)  # "confidence: 1" lines
+    if instruction is None:
+        raise Skip("no instruction: lang.txt missing or empty")
+    names = glob.glob(os.path.join(traj, "images0", "im_*.jpg"))
+    idx = sorted(int(m.group(1)) for n in names if (m := re.fullmatch(r"im_(\d+)\.jpg", os.path.basename(n))))
+    if len(idx) < 2 or idx != list(range(len(idx))):
+        raise Skip(f"missing images: expected images0/im_0.jpg .. im_<N-1>.jpg, got {len(idx)} numbered {idx[:1]}..{idx[-1:]}")
+    N = len(idx)
+    try:
+        with open(os.path.join(traj, "policy_out.pkl"), "rb") as f:
+            acts = pickle.load(f, encoding="latin1")  # list of per-step dicts; older files: an array
+        acts = np.asarray([a["actions"] if isinstance(a, dict) else a for a in acts], np.float32)  # (N-1, 7)
+        with open(os.path.join(traj, "obs_dict.pkl"), "rb") as f:
+            obs = pickle.load(f, encoding="latin1")
+        state = obs.get("full_state", obs.get("state"))  # (N, 7): xyz, roll pitch yaw, gripper
+        state = None if state is None else np.asarray(state, np.float32)
+    except Exception as e:  # missing or unreadable pickle, a step without "actions"
+        raise Skip(f"unreadable pickles: {type(e).__name__}: {e}")
+    if acts.ndim != 2 or len(acts) != N - 1:
+        raise Skip(f"actions: expected ({N - 1}, A) for {N} images, got {acts.shape}")
+    if state is not None and (state.ndim != 2 or len(state) != N):
+        raise Skip(f"obs_dict state: expected ({N}, D) for {N} images, got {state.shape}")
+    # Pairing: N images, N-1 actions; action t is taken after image t. The schema pairs obs t with a_t
+    # (T rows each), so the last image, which only shows the result of the last action, is dropped.
+    # Camera latency: before 2021-07-23 each image arrived one control step late, so image t+1 shows
+    # the scene in which action t was chosen. Like the official converter (bridgedata_raw_to_numpy.py)
+    # we drop the first observation (image and state) and the last action: obs t+1 pairs with a_t.
+    shift = int(date[:10] < BDV2_LATENCY_FIXED)
+    T = N - 1 - shift
+    if T < min_frames:
+        raise Skip(f"too short: {T} frames < --min_frames {min_frames}")
+    frames = np.empty((T, image_size, image_size, 3), np.uint8)  # (T, S, S, 3)
+    for t in range(T):
+        path = os.path.join(traj, "images0", f"im_{t + shift}.jpg")
+        try:
+            with Image.open(path) as im:
+                # draft: libjpeg decodes at 1/2, 1/4 or 1/8 scale, still >= image_size (480x640 -> 240x320
+                # for 128): ~3x faster than decoding all pixels and then resizing, and a similar average
+                im.draft("RGB", (image_size, image_size))
+                # squashed to a square like the official converters; decodes here: a corrupt jpg raises now
+                frames[t] = np.asarray(im.convert("RGB").resize((image_size, image_size), Image.BILINEAR))
+        except Exception as e:
+            raise Skip(f"unreadable image: {os.path.basename(path)}: {type(e).__name__}")
+    ep = {"obs": {"agentview_rgb": frames}, "actions": acts[:T], "instruction": instruction,
+          "task": instruction, "task_type": "bdv2"}
+    if state is not None:
+        ep["obs"]["state"] = state[shift:shift + T]
+    return ep
+
+
+def _ssv2_episode(item, src, image_size, frame_skip, min_frames):
+    """One SSv2 clip (id, label, template) -> an episode dict without actions, or Skip(reason)."""
+    import av
+    vid, label, template = item
+    path = os.path.join(src, f"{vid}.webm")
+    if not os.path.isfile(path):
+        raise Skip("no video")
+    try:
+        with av.open(path) as c:  # every frame is decoded (VP9 frames depend on earlier ones); every k-th kept
+            frames = [f.to_ndarray(width=image_size, height=image_size, format="rgb24", interpolation="BILINEAR")
+                      for k, f in enumerate(c.decode(video=0)) if k % frame_skip == 0]  # T x (S, S, 3)
+    except Exception as e:  # av.error.* for broken files
+        raise Skip(f"unreadable video: {type(e).__name__}")
+    if len(frames) < max(1, min_frames):
+        raise Skip(f"too short: {len(frames)} frames < --min_frames {min_frames}")
+    return {"obs": {"agentview_rgb": np.stack(frames)}, "instruction": label, "task": template, "task_type": "ssv2"}
+
+
+def convert_bdv2(args):
+    if not args.src or not os.path.isdir(args.src):
+        fail(args.src or "--src", "folder", "the raw BridgeData v2 tree (raw/bridge_data_v2)", "nothing there")
+    trajs = _bdv2_trajectories(args.src)
+    if not trajs:
+        fail(args.src, "trajectories", "folders .../raw/traj_group*/traj*/", "none")
+    _convert("bdv2", trajs, args, dict(image_size=args.image_size, min_frames=args.min_frames))
+
+
+def convert_ssv2(args):
+    if not args.src or not os.path.isdir(args.src):
+        fail(args.src or "--src", "folder", "the folder of SSv2 <id>.webm videos", "nothing there")
+    if not args.labels or not os.path.isfile(args.labels):
+        fail(args.labels or "--labels", "file", "the SSv2 labels JSON (labels/train.json)", "no such file")
+    try:
+        with open(args.labels) as f:
+            entries = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        fail(args.labels, "file", "JSON", f"invalid JSON ({e})")
+    if not isinstance(entries, list) or not entries or not all(
+            isinstance(e, dict) and isinstance(e.get("id"), str) and isinstance(e.get("label"), str) for e in entries):
+        fail(args.labels, "entries", 'a non-empty list of {"id": str, "label": str, ...}', "something else")
+    if not 0 < args.fraction <= 1 or args.frame_skip < 1:
+        fail("arguments", "--fraction, --frame_skip", "0 < fraction <= 1, frame_skip >= 1", (args.fraction, args.frame_skip))
+    entries = sorted(entries, key=lambda e: (len(e["id"]), e["id"]))  # numeric order for numeric ids
+    # A seeded random subset, sorted again so shards do not depend on the draw order. (The release took the
+    # first 10,000 file names in string order, a subset biased towards ids starting with "1".)
+    keep = np.sort(np.random.default_rng(args.seed).choice(len(entries), max(1, round(args.fraction * len(entries))), replace=False))
+    # instruction = the filled-in "label" ("Putting a pen on a table"), not the "[something]" template
+    items = [(entries[i]["id"], entries[i]["label"], str(entries[i].get("template", entries[i]["label"]))) for i in keep]
+    _convert("ssv2", items, args, dict(src=args.src, image_size=args.image_size, frame_skip=args.frame_skip,
+                                        min_frames=args.min_frames))
+
+
+# ----------------------------------------------------------------------------------------------
+# LIBERO: official demo files <task>_demo.hdf5 (libero_sim.write_official writes the same schema) ->
+# shards libero_<i:05d>.hdf5 of --shard_size demos, in (file, demo number) order
+
+def libero_language(task):
+    """The instruction LIBERO trains and evaluates with, from a task (file) name, by the rule of LIBERO's
+    benchmark.grab_language_from_filename: LIBERO-90/10 names start with an upper-case scene that is
+    dropped (KITCHEN_SCENE3_turn_on_the_stove -> "turn on the stove"); the others are just the words."""
+    if task[:1].isupper():
+        task = re.sub(r"^.*?SCENE\d+_", "", task, count=1)
+    return task.replace("_", " ")
+
+
+def check_official(path):
+    """Validate one official LIBERO demo file from its attributes, shapes, dtypes and small arrays (never
+    the pixels); a DataError names the first problem. Returns {path, task, instruction, bddl_language,
+    demos: [{key, T, cameras}]} with demos in numeric order."""
+    name = os.path.basename(path)
+    if not name.endswith("_demo.hdf5") or name == "_demo.hdf5":
+        fail(path, "file name", "<task>_demo.hdf5 (LIBERO's instruction comes from the task name)", repr(name))
+    try:
+        with open_hdf5(path) as f:
+            return _check_official_open(path, f, name[:-len("_demo.hdf5")])
+    except OSError as e:  # a corrupt block inside a file that opened
+        fail(path, "file", "a readable HDF5 file", f"a read error ({str(e).splitlines()[0]})")
+
+
+def _check_official_open(path, f, task):
+    names = demo_keys(path, f)
+    info = f["data"].attrs.get("problem_info")
+    want = "a JSON string with problem_name and language_instruction"
+    if info is None:
+        fail(path, "data.attrs['problem_info']", want, "nothing")
+    try:
+        info = json.loads(info.decode() if isinstance(info, bytes) else str(info))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        fail(path, "data.attrs['problem_info']", want, f"invalid JSON ({e})")
+    if not isinstance(info, dict) or not all(isinstance(info.get(k), str) for k in ("problem_name", "language_instruction")):
+        fail(path, "data.attrs['problem_info']", want, repr(info)[:200])
+    demos = []
+    for name in names:
+        key, g = f"data/{name}", f["data"][name]
+        a = g.get("actions") if isinstance(g, h5py.Group) else None
+        if not isinstance(a, h5py.Dataset) or a.ndim != 2 or a.shape[1] != LIBERO_ACTION_DIM or a.shape[0] < 1 \
+                or a.dtype.kind != "f":
+            got = f"{a.dtype} {a.shape}" if isinstance(a, h5py.Dataset) else "nothing"
+            fail(path, f"{key}/actions", f"float (T, {LIBERO_ACTION_DIM}) with T >= 1", got)
+        T = a.shape[0]
+        if "num_samples" in g.attrs and int(g.attrs["num_samples"]) != T:
+            fail(path, f"{key}.attrs['num_samples']", f"{T} (the rows of actions)", int(g.attrs["num_samples"]))
+        obs = g.get("obs")
+        if not isinstance(obs, h5py.Group) or "agentview_rgb" not in obs:
+            fail(path, f"{key}/obs/agentview_rgb", f"uint8 ({T}, H, W, 3)", "nothing")
+        cameras = [k for k in ("agentview_rgb", "eye_in_hand_rgb") if k in obs]
+        for k in cameras:
+            x = obs[k]
+            if not isinstance(x, h5py.Dataset) or x.dtype != np.uint8 or x.ndim != 4 or x.shape[0] != T or x.shape[3] != 3:
+                got = f"{x.dtype} {x.shape}" if isinstance(x, h5py.Dataset) else "a group"
+                fail(path, f"{key}/obs/{k}", f"uint8 ({T}, H, W, 3) (T = rows of actions)", got)
+        for k, D in LIBERO_LOWDIM.items():
+            x = obs.get(k)
+            if x is not None and (not isinstance(x, h5py.Dataset) or x.shape != (T, D) or x.dtype.kind != "f"):
+                got = f"{x.dtype} {x.shape}" if isinstance(x, h5py.Dataset) else "a group"
+                fail(path, f"{key}/obs/{k}", f"float ({T}, {D}) (T = rows of actions)", got)
+        for k, x in [("actions", a), *((f"obs/{k}", obs[k]) for k in LIBERO_LOWDIM if k in obs)]:
+            with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, counted below
+                v = x[()].astype(np.float32)  # small arrays, checked as they will be written
+            if bad := v.size - np.isfinite(v).sum():
+                fail(path, f"{key}/{k}", "finite values (as float32)", f"{bad} NaN/inf")
+        demos.append({"key": key, "T": T, "cameras": cameras})
+    return {"path": path, "task": task, "instruction": libero_language(task),
+            "bddl_language": info["language_instruction"], "demos": demos}
+
+
+def _official_files(src):
+    """The <task>_demo.hdf5 files named by --src: a folder (searched recursively), a file or a glob; sorted."""
+    if not src:
+        fail("--src", "argument", "a folder, a file or a glob of official <task>_demo.hdf5 files", "nothing")
+    if os.path.isdir(src):
+        found = sorted(glob.glob(os.path.join(src, "**", "*_demo.hdf5"), recursive=True))
+    else:
+        found = [src] if os.path.isfile(src) else sorted(glob.glob(src))
+    if not found:
+        fail(src, "files", "official LIBERO <task>_demo.hdf5 files (a folder, a file or a glob)", "none")
+    return found
+
+
+def _libero_episode(item, image_size, cameras):
+    """One demo of an official LIBERO file, already checked by check_official -> an episode dict."""
+    path, key, task, instruction = item
+    try:
+        with h5py.File(path, "r") as f:
+            g, obs = f[key], {}
+            for k in cameras:  # a camera the file lacks stays absent (counted in the summary)
+                if k in g["obs"]:
+                    # upright: rows flipped (official frames are OpenGL, bottom row first), then resized
+                    # exactly as libero_sim resizes live frames, so evaluation sees what training saw
+                    obs[k] = np.stack([libero_sim.upright(x, image_size) for x in g["obs"][k][()]])  # (T, S, S, 3)
+            obs.update({k: g["obs"][k][()].astype(np.float32) for k in LIBERO_LOWDIM if k in g["obs"]})  # (T, D)
+            actions = g["actions"][()].astype(np.float32)  # (T, 7)
+    except OSError as e:  # a corrupt chunk: check_official reads shapes, not pixels
+        fail(path, key, "readable data", f"a read error ({str(e).splitlines()[0]})")
+    return {"obs": obs, "actions": actions, "instruction": instruction, "task": task,
+            "task_type": libero_sim.task_type(instruction)}
+
+
+def convert_libero(args):
+    files = _official_files(args.src)
+    names = [c for c in args.cameras.split(",") if c]
+    if "agentview" not in names or not set(names) <= set(CAMERAS):
+        fail("arguments", "--cameras", "a comma list of agentview (required) and wrist", repr(args.cameras))
+    if args.shard_size < 1 or args.workers < 1 or args.image_size < 1:
+        fail("arguments", "--shard_size, --workers, --image_size", "positive", (args.shard_size, args.workers, args.image_size))
+    cameras = [CAMERAS[c] for c in names]
+    checked = [check_official(p) for p in files]  # every file, before anything is written
+    items = [(c["path"], d["key"], c["task"], c["instruction"]) for c in checked for d in c["demos"]]
+    no_wrist = sum("eye_in_hand_rgb" not in d["cameras"] for c in checked for d in c["demos"])
+    print(f"libero: {len(files)} files checked, {len(items)} demos, {sum(d['T'] for c in checked for d in c['demos'])} "
+          f"steps, {len({c['task'] for c in checked})} tasks"
+          + (f"; {no_wrist} demos without eye_in_hand_rgb keep no wrist camera" if "wrist" in names and no_wrist else ""))
+    # Shard i holds items[i*n:(i+1)*n]: a rerun may only skip the shards that exist if it would write the
+    # same items with the same options, so the first run records them and a different rerun stops.
+    manifest = {"image_size": args.image_size, "cameras": cameras, "shard_size": args.shard_size,
+                "episodes": [[c["task"], d["key"], d["T"]] for c in checked for d in c["demos"]]}
+    path = os.path.join(args.out, "libero.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            try:
+                earlier = json.load(f)
+            except json.JSONDecodeError as e:
+                fail(path, "file", "JSON written by an earlier conversion", f"invalid JSON ({e})")
+            if earlier != manifest:
+                fail(path, "contents", "the sources and options of this run (convert into a fresh --out)",
+                      "those of an earlier, different conversion")
+    else:
+        os.makedirs(args.out, exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            json.dump(manifest, f)
+        os.replace(path + ".tmp", path)
+    _convert("libero", items, args, dict(image_size=args.image_size, cameras=cameras))
+
+
+def record_libero_expert(args):
+    import libero_expert  # needs the simulator stack (requirements-libero.txt)
+    tasks = None if not args.tasks else [int(t) for t in args.tasks.split(",")]
+    if args.demos < 1 or args.workers < 1 or args.noise < 0 or not 0 <= args.jitter <= 1:
+        fail("arguments", "--demos, --workers, --noise, --jitter", "demos, workers >= 1, noise >= 0, 0 <= jitter <= 1",
+              (args.demos, args.workers, args.noise, args.jitter))
+    try:
+        libero_expert.generate(args.suite, args.out, demos_per_task=args.demos, task_ids=tasks, workers=args.workers,
+                        noise=args.noise, jitter=args.jitter, seed=args.seed)
+    except ValueError as e:  # a suite or task the expert is not scripted for
+        fail(args.suite, "--suite/--tasks", "a suite and tasks the scripted expert solves", e)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Convert other formats into lawm episode files (see the docstring).")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, (src, fps) in {"bdv2": ("raw/bridge_data_v2", "5 Hz"), "ssv2": ("20bn-something-something-v2", "12 fps")}.items():
+        c = sub.add_parser(name, help=f"convert the raw {name} download ({src}) into episode shards")
+        c.add_argument("--src", help=f"the raw folder ({src})")
+        if name == "ssv2":
+            c.add_argument("--labels", help="the labels JSON (labels/train.json); instruction = its 'label' field")
+            c.add_argument("--fraction", type=float, default=1.0, help="seeded random fraction of the clips to convert")
+            c.add_argument("--seed", type=int, default=0, help="seed of the --fraction draw")
+            c.add_argument("--frame_skip", type=int, default=1, help=f"keep every k-th frame of the native {fps}")
+        c.add_argument("--out", default=f"data/{name}", help="output folder of shards")
+        c.add_argument("--image_size", type=int, default=128, help="frames squashed to this height and width")
+        c.add_argument("--min_frames", type=int, default=17,
+                       help="skip shorter episodes (pretraining windows need chunk*frame_skip+1 frames; DP chunk 16)")
+        c.add_argument("--shard_size", type=int, default=200, help="episodes per shard file")
+        c.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+        c.set_defaults(run=convert_bdv2 if name == "bdv2" else convert_ssv2)
+    lib = sub.add_parser("libero", help="convert official LIBERO demo files (<task>_demo.hdf5) into episode shards")
+    lib.add_argument("--src", help="a folder (searched recursively), a file or a glob of official <task>_demo.hdf5 files")
+    lib.add_argument("--out", default="data/libero", help="output folder of shards")
+    lib.add_argument("--image_size", type=int, default=128,
+                     help="frames flipped upright and squashed to this height and width (128, the official size: no resize)")
+    lib.add_argument("--cameras", default="agentview,wrist",
+                     help="comma list of cameras to keep where present: agentview (agentview_rgb, required), wrist (eye_in_hand_rgb)")
+    lib.add_argument("--shard_size", type=int, default=50, help="episodes per shard file (an official file holds 50 demos)")
+    lib.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    lib.set_defaults(run=convert_libero)
+    exp = sub.add_parser("libero-expert", help="record scripted-expert demos in the real LIBERO simulator, official schema")
+    exp.add_argument("--suite", default="libero_object", choices=["libero_object", "libero_spatial"], help="LIBERO suite")
+    exp.add_argument("--tasks", default="", help="comma list of task indices (default: every task the expert solves)")
+    exp.add_argument("--demos", type=int, default=20, help="successful demos PER TASK (only successes are kept)")
+    exp.add_argument("--out", default="data/libero_expert", help="folder of official <task>_demo.hdf5 files, one per task")
+    exp.add_argument("--noise", type=float, default=0.1, help="Gaussian sigma on the position actions (action units; 0.1 ~ 5 mm/step)")
+    exp.add_argument("--jitter", type=float, default=1.0, help="0..1: random waypoint offsets, speeds and gripper timings")
+    exp.add_argument("--seed", type=int, default=0, help="layouts and noise are a function of (seed, task, attempt)")
+    exp.add_argument("--workers", type=int, default=2, help="simulator processes (one task at a time each)")
+    exp.set_defaults(run=record_libero_expert)
+    args = p.parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except DataError as e:  # bad input: one line naming file, key and expectation, no traceback
+        sys.exit(f"error: {e}")
