@@ -94,7 +94,7 @@ def main():
     p.add_argument("--data", default="toy", help="labeled demos: toy (data/toy/target_demos.hdf5) | directory | file")
     p.add_argument("--ridge", type=float, default=1e-3, help="covariance regularisation, relative to the mean variance")
     p.add_argument("--seed", type=int, default=0, help="seed of the episode split and of the first random policy")
-    p.add_argument("--random_seeds", type=int, default=3, help="randomly initialised policies whose mean is the baseline")
+    p.add_argument("--random_seeds", type=int, default=3, help="random-init policies whose mean is the baseline")
     p.add_argument("--batch_size", type=int, default=64, help="windows per forward pass")
     p.add_argument("--out_dir", default="", help="where cca.json/cca.md go (default: <ckpt dir>/cca)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")

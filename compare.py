@@ -45,7 +45,7 @@ p.add_argument("--pretrain_steps", type=int, default=1500, help="world-model pre
 p.add_argument("--sup_steps", type=int, default=4000, help="supervised pretraining steps (oracle, sup_source)")
 p.add_argument("--ft_steps", type=int, default=1500, help="stage-2 steps (every arm)")
 p.add_argument("--ft_lr", type=float, default=1e-3, help="stage-2 peak learning rate (every arm)")
-p.add_argument("--body_lr_scale", type=float, default=0.1, help="stage-2 learning-rate multiplier below the action layer")
+p.add_argument("--body_lr_scale", type=float, default=0.1, help="stage-2 lr multiplier below the action layer")
 p.add_argument("--arms", default="scratch,oracle,sup_source,wm_target,wm_source,wm_detach", help="comma list of arms")
 p.add_argument("--jobs", type=int, default=2, help="runs at once, one torch thread each")
 p.add_argument("--out", default="runs/compare", help="run folder")
@@ -70,7 +70,8 @@ def run(*cmd, done):
     log.write(" ".join(cmd[1:]) + "\n"); log.flush()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode != 0:
-        sys.exit(f"error: `{' '.join(cmd[1:])}` failed:\n{r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ''}")
+        last = (r.stderr.strip().splitlines() or [""])[-1]
+        sys.exit(f"error: `{' '.join(cmd[1:])}` failed:\n{last}")
     if train:
         open(done, "w").close()
 
@@ -98,6 +99,12 @@ pre = {"wm_source": ["--data", "data/toy/source_video.hdf5"],
        "sup_source": ["--data", "data/toy/source_demos.hdf5"]}
 
 
+def evaluate(out, gifs):
+    """Closed-loop success of out/ckpt.pt on the shared evaluation episodes, into out/eval."""
+    run("evaluate.py", "--ckpt", os.path.join(out, "ckpt.pt"), "--episodes", args.episodes, "--seed", args.eval_seed,
+        "--gifs", gifs, "--out_dir", os.path.join(out, "eval"), done=os.path.join(out, "eval", "results.json"))
+
+
 def stage1(key):
     arm, s = key
     out = os.path.join(dirs[key], "pre")
@@ -107,8 +114,7 @@ def stage1(key):
     elif arm in pre:  # supervised: finetune.py on labeled demos, then its zero-shot target success
         run("finetune.py", *pre[arm], "--seed", s, "--max_steps", args.sup_steps, "--out_dir", out, *tiny,
             done=os.path.join(out, "DONE"))
-        run("evaluate.py", "--ckpt", os.path.join(out, "ckpt.pt"), "--episodes", args.episodes, "--seed", args.eval_seed,
-            "--gifs", 0, "--out_dir", os.path.join(out, "eval"), done=os.path.join(out, "eval", "results.json"))
+        evaluate(out, gifs=0)
 
 
 def stage2(key):
@@ -117,11 +123,11 @@ def stage2(key):
     out = os.path.join(dirs[key], "ft")
     run("finetune.py", *init, "--seed", s, "--max_steps", args.ft_steps, "--lr", args.ft_lr,
         "--body_lr_scale", args.body_lr_scale, "--out_dir", out, *tiny, done=os.path.join(out, "DONE"))
-    run("evaluate.py", "--ckpt", os.path.join(out, "ckpt.pt"), "--episodes", args.episodes, "--seed", args.eval_seed,
-        "--gifs", 1 if s == 0 else 0, "--out_dir", os.path.join(out, "eval"), done=os.path.join(out, "eval", "results.json"))
+    evaluate(out, gifs=1 if s == 0 else 0)
     if arm.startswith("wm_"):  # CCA on the 50-per-task target demos: 500 episodes to split in halves
+        cca = os.path.join(dirs[key], "cca")
         run("cca.py", "--ckpt", os.path.join(dirs[key], "pre", "ckpt.pt"), "--data", "data/toy_target50/target_demos.hdf5",
-            "--out_dir", os.path.join(dirs[key], "cca"), done=os.path.join(dirs[key], "cca", "cca.json"))
+            "--out_dir", cca, done=os.path.join(cca, "cca.json"))
 
 
 parallel(stage1, list(dirs))
@@ -164,8 +170,8 @@ for arm in arms:
         r["zero_shot"] = t_interval([load(dirs[arm, s], "pre", "eval", "results.json")["overall"]["success_rate"]
                                      for s in seeds])[0]
     if arm.startswith("wm_"):
-        evals = [[json.loads(l)["eval"] for l in open(os.path.join(dirs[arm, s], "pre", "log.jsonl")) if '"eval"' in l][-1]
-                 for s in seeds]
+        logs = [open(os.path.join(dirs[arm, s], "pre", "log.jsonl")).readlines() for s in seeds]
+        evals = [[json.loads(l)["eval"] for l in rows if '"eval"' in l][-1] for rows in logs]  # the final eval
         cca = [load(dirs[arm, s], "cca", "cca.json") for s in seeds]
         mean = lambda xs: sum(xs) / len(xs)
         r["gate_w"] = {k: mean([e[k] for e in evals]) for k in ("gate_w", "swap_ratio", "shuffle_ratio", "openloop_err",
@@ -192,9 +198,9 @@ for arm, r in res.items():
     if "gate_w" in r:
         w, c = r["gate_w"], r["cca"]
         fams = ", ".join(f"{g} {c[g]['heldout']:.2f} ({c[g]['random_heldout']:.2f})" for g in c)
-        lines.append(f"| {arm} | {'pass' if w['gate_w'] == 1 else 'fail'} | {'/'.join(f'{v:.0f}' for v in w['openloop_k'])} | "
-                     f"{'/'.join(f'{v:.0f}' for v in w['copy_k'])} | {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | "
-                     f"{fams} | {'pass' if r['gate_l_pass'] == 1 else 'fail'} |")
+        curve = lambda xs: "/".join(f"{v:.1f}" for v in xs)
+        lines.append(f"| {arm} | {'pass' if w['gate_w'] == 1 else 'fail'} | {curve(w['openloop_k'])} | {curve(w['copy_k'])} "
+                     f"| {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | {fams} | {'pass' if r['gate_l_pass'] == 1 else 'fail'} |")
 lines.append(f"\n{args.seeds} seed(s) x {args.episodes} episodes per task x 10 tasks per arm; wall time "
              f"{(time.time() - t0) / 60:.1f} min; commands in {args.out}/commands.log")
 out = {"config": vars(args), "results": res, "wall_s": time.time() - t0}

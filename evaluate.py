@@ -144,7 +144,7 @@ def evaluate():
     bar = tqdm(total=len(queue), desc=f"evaluate {args.suite}", unit="episode")
     try:
         while queue or any(slots):
-            fresh = [i for i in range(n) if slots[i] is None and queue]
+            fresh = [i for i in range(n) if slots[i] is None][:len(queue)]  # never more than episodes left
             for i in fresh:  # resets run in parallel too (a LIBERO task switch rebuilds the env: seconds)
                 j, e = queue.pop(0)
                 pool.send(i, "reset", args.suite, suite_ids[tasks[j][0]], e)

@@ -10,8 +10,8 @@ through the latents. Videos need no action labels.
 Tiny CPU run on the built-in toy world (generates data/toy if missing, a few minutes):
     python pretrain.py
 Real run on one GPU (BridgeData v2 episode files written by `python convert.py bdv2`):
-    python pretrain.py --data data/bdv2 --policy baku --wm_size 50m --batch_size 256 \
-        --lr 1e-4 --warmup 1000 --max_steps 200000 --policy_size default --dtype bfloat16
+    python pretrain.py --data data/bdv2 --policy baku --wm_size 50m --wm_image_size 128 --batch_size 256 \
+        --lr 1e-4 --warmup 1000 --max_steps 200000 --policy_size default --latent_dim 7 --dtype bfloat16
 Robot and human video mixed half and half (episode files from `python convert.py bdv2` / `ssv2`):
     python pretrain.py --data bdv2,ssv2 --mix 0.5,0.5 --frame_skip 1 ...
 Several GPUs:
@@ -50,26 +50,28 @@ p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker pro
 p.add_argument("--policy", default="baku", choices=["baku", "diffusion"], help="which policy to pretrain")
 p.add_argument("--policy_size", default="small", choices=list(POLICY_SIZES), help="small (CPU toy) or default (paper)")
 p.add_argument("--chunk", type=int, default=None, help="latent actions per chunk n (default: 10 for BAKU, 16 for DP)")
-p.add_argument("--latent_dim", type=int, default=3, help="size of each latent action = the target's action size (toy 3)")
+p.add_argument("--latent_dim", type=int, default=3, help="size of each latent = the target's action size (toy 3)")
 p.add_argument("--cameras", default="agentview", help="cameras of the stage-2 policy (video has agentview only)")
 p.add_argument("--state_dim", type=int, default=0, help="proprio size of the stage-2 policy (0 = none; video has none)")
 p.add_argument("--detach_latents", action="store_true",
                help="ablation: stop the gradient into the policy (what the authors' release does by accident)")
 # world model
-p.add_argument("--wm_size", default="1m", choices=list(PRESETS), help="world-model preset, named by its size")
+p.add_argument("--wm_size", default="2m", choices=list(PRESETS), help="world-model preset, named by its size (toy 2m)")
 p.add_argument("--free_nats", type=float, default=1.0, help="KL free bits per step (nats)")
 p.add_argument("--dyn_scale", type=float, default=0.5, help="KL balancing: weight of KL(sg(post)||prior)")
 p.add_argument("--rep_scale", type=float, default=0.1, help="KL balancing: weight of KL(post||sg(prior))")
 p.add_argument("--openloop_weight", type=float, default=1.0,
-               help="weight of the prior-only prediction loss that makes the world model use the latents (0 = DreamerV3)")
+               help="weight of the prior-only prediction loss, which makes the world model use the latents (0 = DreamerV3)")
+p.add_argument("--wm_image_size", type=int, default=32, help="world-model frame size (toy 32; 0 = the data's)")
 p.add_argument("--no_context", action="store_true",
                help="DreamerV3's world model: frame t reaches it only through the first posterior (see rssm.Decoder)")
 # optimization
-p.add_argument("--batch_size", type=int, default=32, help="windows per step per process (paper: 256)")
+p.add_argument("--batch_size", type=int, default=16, help="windows per step per process (toy 16; paper: 256)")
 p.add_argument("--max_steps", type=int, default=1500, help="optimizer steps (toy default)")
-p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (paper: 1e-4)")
+p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (toy 1e-3; paper: 1e-4)")
 p.add_argument("--min_lr_frac", type=float, default=0.01, help="cosine decays to this fraction of --lr")
 p.add_argument("--warmup", type=int, default=100, help="linear warmup steps (paper: 1000)")
+p.add_argument("--policy_lr_scale", type=float, default=0.1, help="the policy's learning rate relative to --lr")
 p.add_argument("--weight_decay", type=float, default=1e-6, help="AdamW weight decay on matrices")
 p.add_argument("--beta1", type=float, default=0.95, help="AdamW beta1")
 p.add_argument("--beta2", type=float, default=0.999, help="AdamW beta2")
@@ -182,7 +184,7 @@ policy_cfg = dict(POLICY_SIZES[args.policy_size][args.policy], kind=args.policy,
                   out_dim=args.latent_dim, image_size=image_size, cameras=tuple(args.cameras.split(",")),
                   state_dim=args.state_dim)
 policy = make_policy(policy_cfg).to(device)
-wm_cfg = WorldModelConfig(size=args.wm_size, image_size=image_size, action_dim=args.latent_dim,
+wm_cfg = WorldModelConfig(size=args.wm_size, image_size=args.wm_image_size or image_size, action_dim=args.latent_dim,
                           free_nats=args.free_nats, dyn_scale=args.dyn_scale, rep_scale=args.rep_scale,
                           context=not args.no_context)
 wm = WorldModel(wm_cfg).to(device)
@@ -194,28 +196,41 @@ if master:
 
 
 class Joint(torch.nn.Module):
-    """Policy + world model as one module, so DDP sees a single forward that returns the loss."""
+    """Policy + world model as one module, so DDP sees a single forward that returns the loss.
+
+    The world model reads the latents batch-normalised per chunk position and dimension (no affine;
+    running statistics at eval). Without it the policy collapses: the world model first uses the
+    latents as a clock (one code per chunk position, the same for every window), the common-mode
+    gradient drives the policy's tanh head into saturation, and after 500 toy steps the latents of
+    all windows agree to 4e-6 while the positions differ by 0.74. Centering removes that common mode,
+    so only what differs between windows (what this moment's motion is) can carry information."""
 
     def __init__(self, policy, wm, detach_latents, openloop_weight):
         super().__init__()
         self.policy, self.wm = policy, wm
         self.detach_latents, self.openloop_weight = detach_latents, openloop_weight
+        self.latent_norm = torch.nn.BatchNorm1d(policy.cfg.chunk * wm.cfg.action_dim, affine=False, momentum=0.01)
 
-    def forward(self, frames, lang):
-        z = self.policy.latent({"agentview": frames[:, 0], "lang": lang})  # (B, n, latent_dim) from frame t
+    def latents(self, frames, lang):
+        """Frame t (B, 3, H, W), instruction (B, 384) -> the world model's actions (B, n, latent_dim)."""
+        z = self.policy.latent({"agentview": frames, "lang": lang})  # (B, n, latent_dim)
         if self.detach_latents:
             z = z.detach()  # the release's behaviour: only the world model learns
+        return self.latent_norm(z.flatten(1)).view_as(z)  # (B, n*latent_dim) normalised, back to (B, n, d)
+
+    def forward(self, frames, lang):
+        z = self.latents(frames[:, 0], lang)  # from frame t
         out = self.wm.loss(frames, z, openloop_weight=self.openloop_weight)  # frames (B, n+1, 3, H, W)
         return out.loss, out.metrics
 
 
 model = Joint(policy, wm, args.detach_latents, args.openloop_weight)
 # weight decay on matrices only (not on norms, biases, embeddings-as-vectors), as the release does
-decay = [t for t in model.parameters() if t.dim() >= 2]
-no_decay = [t for t in model.parameters() if t.dim() < 2]
-optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                               {"params": no_decay, "weight_decay": 0.0}],
-                              lr=args.lr, betas=(args.beta1, args.beta2))
+# The policy's groups run at --policy_lr_scale x lr: Adam turns the policy's small, noisy gradient into
+# full-size steps, and at the world model's rate they random-walk its tanh head into saturation.
+groups = [{"params": [t for t in m.parameters() if (t.dim() >= 2) == d], "weight_decay": args.weight_decay * d,
+           "scale": s} for m, s in ((policy, args.policy_lr_scale), (wm, 1.0)) for d in (True, False)]
+optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(args.beta1, args.beta2))
 
 step0 = 0
 ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
@@ -226,6 +241,7 @@ if args.resume:
         fail(e)
     policy.load_state_dict(ckpt["policy"])
     wm.load_state_dict(ckpt["world_model"])
+    model.latent_norm.load_state_dict(ckpt["latent_norm"])
     optimizer.load_state_dict(ckpt["optimizer"])
     step0 = ckpt["step"]
     torch.set_rng_state(ckpt["rng"]["torch"])
@@ -264,12 +280,13 @@ def evaluate(step):
     error with its own (> 1: the latents carry this moment's motion); shuffle_ratio: the same with the
     latents of another episode at the same step (>> swap_ratio: they carry the episode's look too)."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        policy.eval(); wm.eval()
+        model.eval()
         frames = eval_batch["frames"].to(device).float() / 255  # (E, n+1, 3, H, W), E = 2 per episode
         lang = eval_batch["lang"].to(device)
-        z = policy.latent({"agentview": frames[:, 0], "lang": lang})  # (E, n, latent_dim)
+        z = model.latents(frames[:, 0], lang)  # (E, n, latent_dim), normalised with the running statistics
         torch.manual_seed(args.seed)
         metrics = {k: float(v) for k, v in wm.loss(frames, z, openloop_weight=1.0).metrics.items()}
+        frames = wm.resize(frames)  # (E, n+1, 3, h, w): errors at the world model's resolution
 
         def err(latents):  # (n,) error per horizon, the same prior draws for every variant
             torch.manual_seed(args.seed)
@@ -285,7 +302,7 @@ def evaluate(step):
                        gate_w=float((own[1:] <= 0.95 * copy[1:]).all()),
                        openloop_k=[round(float(v), 1) for v in own], copy_k=[round(float(v), 1) for v in copy])
         save_rollout_png(frames[:4], imagined[:4], os.path.join(args.out_dir, f"rollout_{step:06d}.png"))
-        policy.train(); wm.train()
+        model.train()
     return metrics
 
 
@@ -298,6 +315,8 @@ def save_rollout_png(frames, imagined, path):
     rows = torch.stack([gt, im, er], 1)  # (E, 3, n+1, 3, H, W)
     E, R, T, C, H, W = rows.shape
     grid = rows.permute(0, 1, 4, 2, 5, 3).reshape(E * R * H, T * W, C)  # (E*3*H, (n+1)*W, 3)
+    up = max(1, 64 // H)  # small world-model frames are enlarged (nearest pixel) so a reader can see them
+    grid = grid.repeat_interleave(up, 0).repeat_interleave(up, 1)  # (E*3*H*up, (n+1)*W*up, 3)
     tmp = path + ".tmp.png"
     iio.imwrite(tmp, (grid.clamp(0, 1) * 255).byte().cpu().numpy())
     os.replace(tmp, path)
@@ -321,20 +340,20 @@ for step in bar:
         save_checkpoint(ckpt_path, {
             "format_version": CKPT_VERSION, "kind": "pretrain", "step": step, "config": config,
             "policy": policy.state_dict(), "policy_config": policy.config_dict(),
-            "world_model": wm.state_dict(), "wm_config": asdict(wm_cfg),
+            "world_model": wm.state_dict(), "wm_config": asdict(wm_cfg), "latent_norm": model.latent_norm.state_dict(),
             "optimizer": optimizer.state_dict(), "action_stats": None,
             "obs_spec": {"cameras": list(policy_cfg["cameras"]), "state_keys": [], "image_size": image_size},
             "lang": {k: v.tolist() for k, v in lang.items()},
             "rng": {"torch": torch.get_rng_state()}})
-        say(f"eval {step}: " + " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {'/'.join(f'{x:.0f}' for x in v)}"
-                                          for k, v in metrics.items()))  # after the save: it is on disk
+        fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else "/".join(f"{x:.1f}" for x in v)  # per-horizon lists
+        say(f"eval {step}: " + " | ".join(f"{k} {fmt(v)}" for k, v in metrics.items()))  # after the save: it is on disk
         log.write(json.dumps({"step": step, "eval": metrics}) + "\n"); log.flush()
     if last_step:
         break
 
     # one training step
     for group in optimizer.param_groups:
-        group["lr"] = lr_at(step)
+        group["lr"] = lr_at(step) * group["scale"]
     batch = next(batches)
     frames = batch["frames"].to(device, non_blocking=True).float().div_(255)  # (B, n+1, 3, H, W)
     with autocast:

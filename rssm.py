@@ -49,6 +49,7 @@ import torch.nn.functional as F
 # its 1m model then has 4 categoricals: at most 20 bits for everything about a frame)
 PRESETS = {
     "1m": (512, 8, 32, 4, 4, 64),
+    "2m": (512, 8, 32, 4, 8, 64),  # not DreamerV3's: 1m with twice the conv widths, sized for the toy world
     "12m": (2048, 8, 32, 16, 16, 256),
     "25m": (3072, 8, 32, 24, 24, 384),
     "50m": (4096, 8, 32, 32, 32, 512),
@@ -61,7 +62,7 @@ PRESETS = {
 @dataclass
 class WorldModelConfig:
     size: str = "1m"  # preset in PRESETS, named by parameter count at 128x128
-    image_size: int = 64  # H = W, a power of two >= 16 (the convs go down to 4x4)
+    image_size: int = 64  # H = W, a power of two >= 16 (the convs go down to 4x4); bigger frames are shrunk
     action_dim: int = 7  # A: latent action size (the policy's output size)
     free_nats: float = 1.0  # free bits: each KL term is clamped below at this many nats per step
     dyn_scale: float = 0.5  # weight of KL(sg(post) || prior): moves the prior only
@@ -309,11 +310,18 @@ class WorldModel(nn.Module):
         ctx = (rep(ctx[0]), [rep(m) for m in ctx[1]]) if self.cfg.context else None
         return self.decoder(feat.flatten(0, 1), ctx).unflatten(0, (B, T)).float()
 
+    def resize(self, frames):
+        """(B, T, 3, H', W') -> (B, T, 3, H, W) at the model's image_size (area average when H' > H)."""
+        if frames.shape[-1] == self.cfg.image_size:
+            return frames
+        x = F.interpolate(frames.flatten(0, 1).float(), size=self.cfg.image_size, mode="area")  # (B*T, 3, H, W)
+        return x.unflatten(0, frames.shape[:2])
+
     @torch.no_grad()
     def openloop(self, frames_context, actions):
         """Imagined frames for pictures (no gradient). frames_context (B, c, 3, H, W) are frames 0..c-1,
         actions (B, T, A) with T >= c -> (B, T-c+1, 3, H, W) in [0,1]: frames c..T from the prior alone."""
-        c = frames_context.shape[1]
+        c, frames_context = frames_context.shape[1], self.resize(frames_context)
         assert actions.shape[1] >= c, f"{c} context frames need at least {c} actions, got {actions.shape[1]}"
         st = self.observe(frames_context, actions[:, : c - 1])
         start = dict(deter=st["deter"][:, -1], stoch=st["stoch"][:, -1])
@@ -322,7 +330,7 @@ class WorldModel(nn.Module):
     def loss(self, frames, actions, openloop_weight: float = 0.0) -> LossOut:
         """frames (B, T+1, 3, H, W) float in [0,1], actions (B, T, A) -> LossOut (see module docstring)."""
         assert frames.is_floating_point(), "frames must be float in [0,1] (uint8 / 255)"
-        cfg, frames = self.cfg, frames.float()
+        cfg, frames = self.cfg, self.resize(frames.float())
         st = self.observe(frames, actions)
         recon = (self.decode(st, st["ctx"]) - frames).square().sum((2, 3, 4))  # (B, T+1)
         dyn, rep, kl = kl_balance(st["post"], st["prior"], cfg.free_nats)  # (B, T+1) each

@@ -119,6 +119,10 @@ def test_finetune_resets_only_action_layer_then_evaluate_and_cca(work, pretraine
     run(work, "evaluate.py", "--ckpt", "ft/ckpt.pt", "--episodes", "1", "--tasks", _two_tasks()[0], "--temporal_agg",
         "--out_dir", "ev_agg", "--max_steps", "5", "--gifs", "0")
     assert json.load(open(work / "ev_agg" / "results.json"))["overall"]["episodes"] == 1
+    # more environment slots than episodes left in the queue when they free up together
+    run(work, "evaluate.py", "--ckpt", "ft/ckpt.pt", "--episodes", "2", "--envs", "3", "--tasks", ",".join(_two_tasks()),
+        "--out_dir", "ev_slots", "--max_steps", "3", "--gifs", "0")
+    assert json.load(open(work / "ev_slots" / "results.json"))["overall"]["episodes"] == 4
     run(work, "cca.py", "--ckpt", str(pretrained), "--out_dir", "cca", "--ridge", "1e-3", "--seed", "0",
         "--batch_size", "16", "--device", "cpu", "--data", "toy")
     out = json.load(open(work / "cca" / "cca.json"))
