@@ -469,7 +469,17 @@ def check(args):
               f"actions {sorted(acts) or 'none'}, {len({d['task'] for d in demos})} tasks")
 
 
-def main(argv=None):
+def run_command(parser):
+    """Parse the command line and run the chosen subcommand (data.py and convert.py): bad input stops with
+    one line naming file, key and expectation, and no traceback."""
+    args = parser.parse_args()
+    try:
+        args.run(args)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
     p = argparse.ArgumentParser(description="Write and check lawm episode files (see the docstring).")
     sub = p.add_subparsers(dest="command", required=True)
     toy = sub.add_parser("toy", help="generate the toy-world datasets with the scripted expert")
@@ -485,12 +495,4 @@ def main(argv=None):
     chk = sub.add_parser("check", help="validate episode files and print one line per file")
     chk.add_argument("spec", help="a file, a folder, a glob or toy (the toy video); several comma-joined")
     chk.set_defaults(run=check)
-    args = p.parse_args(argv)
-    args.run(args)
-
-
-if __name__ == "__main__":
-    try:
-        main()
-    except DataError as e:  # bad input: one line naming file, key and expectation, no traceback
-        sys.exit(f"error: {e}")
+    run_command(p)
