@@ -242,7 +242,8 @@ os.replace(tmp, os.path.join(out_dir, "results.json"))
 fmt = lambda s: f"{100 * s['success_rate']:5.1f}% [{100 * s['ci95'][0]:4.1f}, {100 * s['ci95'][1]:5.1f}]"
 lines = [f"| task | family | success (Wilson 95%) | n |", "|---|---|---|---|"]
 lines += [f"| {r['task']} | {r['family']} | {fmt(r)} | {r['episodes']} |" for r in rows]
-lines += [f"| **{f}** | | {fmt(s)} | {s['episodes']} |" for f, s in [*families.items(), ("overall", results["overall"])]]
+totals = [*families.items(), ("overall", results["overall"])]
+lines += [f"| **{f}** | | {fmt(s)} | {s['episodes']} |" for f, s in totals]
 with open(os.path.join(out_dir, "results.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
 print("\n".join(lines))
