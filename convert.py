@@ -36,7 +36,6 @@ import multiprocessing
 import os
 import pickle
 import re
-import sys
 import time
 
 import h5py
@@ -45,7 +44,7 @@ from PIL import Image
 from tqdm import tqdm
 
 import libero_sim
-from data import CAMERAS, DataError, demo_keys, fail, open_hdf5, write_episodes
+from data import CAMERAS, DataError, demo_keys, fail, open_hdf5, run_command, write_episodes
 
 BDV2_FPS, SSV2_FPS = 5, 12  # BridgeData v2 control rate; SSv2 native frame rate (before --frame_skip)
 BDV2_LATENCY_FIXED = "2021-07-23"  # BridgeData collected before this date has one step of camera latency
@@ -406,7 +405,7 @@ def record_libero_expert(args):
         fail(args.suite, "--suite/--tasks", "a suite and tasks the scripted expert solves", e)
 
 
-def main(argv=None):
+if __name__ == "__main__":
     p = argparse.ArgumentParser(description="Convert other formats into lawm episode files (see the docstring).")
     sub = p.add_subparsers(dest="command", required=True)
     for name, (src, fps) in {"bdv2": ("raw/bridge_data_v2", "5 Hz"), "ssv2": ("20bn-something-something-v2", "12 fps")}.items():
@@ -444,12 +443,4 @@ def main(argv=None):
     exp.add_argument("--seed", type=int, default=0, help="layouts and noise are a function of (seed, task, attempt)")
     exp.add_argument("--workers", type=int, default=2, help="simulator processes (one task at a time each)")
     exp.set_defaults(run=record_libero_expert)
-    args = p.parse_args(argv)
-    args.run(args)
-
-
-if __name__ == "__main__":
-    try:
-        main()
-    except DataError as e:  # bad input: one line naming file, key and expectation, no traceback
-        sys.exit(f"error: {e}")
+    run_command(p)

@@ -27,11 +27,6 @@ Toy files (python data.py toy; toyworld.py is the simulator)
     Seeds: evaluate.py uses seeds 0 .. N-1 (N < 1_000_000). Here file d (1 target_demos, 2 source_demos,
     3 source_video) uses seeds 10_000_000 * --seed + 1_000_000 * d + k, k = 0, 1, ... so no two files,
     and no file and the evaluation, share a seed. Each demo records its seed in attrs["seed"].
-
-Python API: write_episodes, find_episode_files, PretrainWindows (pretrain.py), DemoWindows (finetune.py,
-cca.py), StepBatches and MixtureBatches (resumable DataLoader batch samplers), normalize_actions /
-unnormalize_actions (numpy or torch), embed_instructions (cached in $LAWM_CACHE/lang, ~/.cache/lawm), and
-DataError with fail, open_hdf5 and demo_keys for one-line errors (convert.py raises them too).
 """
 import argparse
 import glob
@@ -424,9 +419,8 @@ class StepBatches(torch.utils.data.Sampler):
 class MixtureBatches(StepBatches):
     """Endless batches for a ConcatDataset of several window sets mixed with given weights: each batch
     element draws its set k with probability weights[k] / sum(weights), then a window uniformly within
-    that set (with replacement, so a small set may repeat within an epoch of a big one). The batch of
-    rank r at step s is a pure function of (seed, s, r), so --resume draws what the run would have.
-    Only batch() differs from StepBatches."""
+    that set (with replacement, so a small set may repeat within an epoch of a big one). As in
+    StepBatches, a batch is a pure function of (seed, step, rank); only batch() differs."""
 
     def __init__(self, sizes, weights, batch_size, seed=0, rank=0, start_step=0):
         if len(sizes) != len(weights) or min(weights) < 0 or sum(weights) <= 0 or min(sizes) < 1:
@@ -445,30 +439,6 @@ class MixtureBatches(StepBatches):
 # ----------------------------------------------------------------------------------------------
 # the toy datasets (toyworld.py's scripted expert) and the check command
 
-def _toy_episodes(domain, seed0, counts, labeled, image_size, min_steps, bar, tally):
-    """Expert rollouts, counts[task] per task, seeds seed0, seed0+1, ... Labeled demos keep only
-    successful episodes (and record actions and state); video keeps every episode, like real video."""
-    import toyworld
-    need, k = dict(counts), 0
-    while any(need.values()) and k < 3 * sum(counts.values()) + 100:  # the expert almost always succeeds
-        task, seed = toyworld.TASKS[k % len(toyworld.TASKS)], seed0 + k
-        k += 1
-        if need[task] == 0:
-            continue
-        r = toyworld.rollout_expert(task, seed, domain=domain, image_size=image_size, min_steps=min_steps)
-        tally["tries"] += 1
-        if labeled and not r["success"]:
-            continue
-        need[task] -= 1
-        tally["kept"] += 1
-        bar.update()
-        ep = {"obs": {"agentview_rgb": r["frames"]}, "instruction": r["instruction"], "task": task,
-              "task_type": r["task_type"], "seed": seed}
-        if labeled:
-            ep["obs"]["state"], ep["actions"] = r["states"], r["actions"]
-        yield ep
-
-
 def write_toy(args):
     import toyworld
     from tqdm import tqdm
@@ -480,16 +450,15 @@ def write_toy(args):
     files = [("target_demos", "target", 1, {t: args.target_demos for t in tasks}, True),
              ("source_demos", "source", 2, spread(args.source_demos), True),
              ("source_video", "source", 3, spread(args.source_episodes), False)]
-    with tqdm(total=sum(sum(f[3].values()) for f in files), desc="toy episodes", unit="ep") as bar:
-        for name, domain, d, counts, labeled in files:
-            tally = {"tries": 0, "kept": 0}
-            path = os.path.join(args.out, f"{name}.hdf5")
-            seed0 = 10_000_000 * args.seed + 1_000_000 * d  # see "Seeds" in the docstring
-            write_episodes(path, _toy_episodes(domain, seed0, counts, labeled, args.image_size, args.min_steps, bar, tally),
-                           "toy", TOY_FPS)
-            short = " (FEWER than asked)" if tally["kept"] < sum(counts.values()) else ""
-            bar.write(f"{path}: {tally['kept']} episodes{short}, {domain} domain, "
-                      + (f"{tally['kept']} successful of {tally['tries']} expert tries" if labeled else "no actions"))
+    for name, domain, d, counts, labeled in files:
+        tally = {"tries": 0, "kept": 0}
+        path = os.path.join(args.out, f"{name}.hdf5")
+        seed0 = 10_000_000 * args.seed + 1_000_000 * d  # see "Seeds" in the docstring
+        episodes = toyworld.expert_episodes(domain, seed0, counts, labeled, args.image_size, args.min_steps, tally)
+        write_episodes(path, tqdm(episodes, total=sum(counts.values()), desc=name, unit="ep"), "toy", TOY_FPS)
+        short = " (FEWER than asked)" if tally["kept"] < sum(counts.values()) else ""
+        print(f"{path}: {tally['kept']} episodes{short}, {domain} domain, "
+              + (f"{tally['kept']} successful of {tally['tries']} expert tries" if labeled else "no actions"))
 
 
 def check(args):
@@ -500,7 +469,17 @@ def check(args):
               f"actions {sorted(acts) or 'none'}, {len({d['task'] for d in demos})} tasks")
 
 
-def main(argv=None):
+def run_command(parser):
+    """Parse the command line and run the chosen subcommand (data.py and convert.py): bad input stops with
+    one line naming file, key and expectation, and no traceback."""
+    args = parser.parse_args()
+    try:
+        args.run(args)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
     p = argparse.ArgumentParser(description="Write and check lawm episode files (see the docstring).")
     sub = p.add_subparsers(dest="command", required=True)
     toy = sub.add_parser("toy", help="generate the toy-world datasets with the scripted expert")
@@ -516,12 +495,4 @@ def main(argv=None):
     chk = sub.add_parser("check", help="validate episode files and print one line per file")
     chk.add_argument("spec", help="a file, a folder, a glob or toy (the toy video); several comma-joined")
     chk.set_defaults(run=check)
-    args = p.parse_args(argv)
-    args.run(args)
-
-
-if __name__ == "__main__":
-    try:
-        main()
-    except DataError as e:  # bad input: one line naming file, key and expectation, no traceback
-        sys.exit(f"error: {e}")
+    run_command(p)

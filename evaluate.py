@@ -101,14 +101,14 @@ def to_policy_obs(raw, lang):
 
 
 # -------------------------------------------------------------------------------------------------
-def wilson(k, n, z=1.96):
-    """Wilson score 95% interval for k successes out of n."""
-    if n == 0:
-        return 0.0, 0.0
-    p_hat = k / n
-    centre = (p_hat + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p_hat * (1 - p_hat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+def rate(k, n, z=1.96):
+    """k successes out of n: the rate and its Wilson score 95% interval."""
+    p_hat, lo, hi = k / max(n, 1), 0.0, 0.0
+    if n:
+        centre = (p_hat + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p_hat * (1 - p_hat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    return {"successes": k, "episodes": n, "success_rate": p_hat, "ci95": [lo, hi]}
 
 
 tasks = suite_tasks(args.suite)
@@ -133,8 +133,7 @@ def evaluate():
     """Every (task, episode) through a pool of environment slots stepped in lockstep. Returns per-task
     success arrays (n_tasks, episodes), GIF frames and, for LIBERO, final simulator states."""
     queue = [(j, e) for j in range(len(tasks)) for e in range(args.episodes)]
-    n = args.envs or (2 if libero else args.episodes)
-    n = min(n, len(queue))
+    n = min(args.envs or (2 if libero else args.episodes), len(queue))
     pool = (libero_sim.EnvWorkers(n, spec["cameras"], spec["image_size"], msaa=args.msaa) if libero else
             toyworld.ToyEnvs(n, spec["image_size"], args.seed))
     success = np.zeros((len(tasks), args.episodes), bool)
@@ -198,12 +197,8 @@ def evaluate():
 
 os.makedirs(out_dir, exist_ok=True)
 success, gifs, finals = evaluate()
-rows = []
-for j, (task, family, ins, _) in enumerate(tasks):
-    k = int(success[j].sum())
-    lo, hi = wilson(k, args.episodes)
-    rows.append({"task": task, "family": family, "instruction": ins, "successes": k, "episodes": args.episodes,
-                 "success_rate": k / args.episodes, "ci95": [lo, hi], "per_episode": success[j].astype(int).tolist()})
+rows = [{"task": task, "family": family, "instruction": ins, **rate(int(success[j].sum()), args.episodes),
+         "per_episode": success[j].astype(int).tolist()} for j, (task, family, ins, _) in enumerate(tasks)]
 for j, frames in gifs.items():
     import imageio.v2 as imageio
     scale = max(1, 128 // frames[0].shape[0])  # small frames upscaled so they are readable
@@ -218,9 +213,7 @@ if libero:
 
 def summary(sel):
     """Pooled success rate and Wilson interval over a list of rows."""
-    k, n = sum(r["successes"] for r in sel), sum(r["episodes"] for r in sel)
-    lo, hi = wilson(k, n)
-    return {"successes": k, "episodes": n, "success_rate": k / max(n, 1), "ci95": [lo, hi]}
+    return rate(sum(r["successes"] for r in sel), sum(r["episodes"] for r in sel))
 
 
 def versions():
@@ -249,8 +242,8 @@ os.replace(tmp, os.path.join(out_dir, "results.json"))
 fmt = lambda s: f"{100 * s['success_rate']:5.1f}% [{100 * s['ci95'][0]:4.1f}, {100 * s['ci95'][1]:5.1f}]"
 lines = [f"| task | family | success (Wilson 95%) | n |", "|---|---|---|---|"]
 lines += [f"| {r['task']} | {r['family']} | {fmt(r)} | {r['episodes']} |" for r in rows]
-lines += [f"| **{f}** | | {fmt(s)} | {s['episodes']} |" for f, s in families.items()]
-lines += [f"| **overall** | | {fmt(results['overall'])} | {results['overall']['episodes']} |"]
+totals = [*families.items(), ("overall", results["overall"])]
+lines += [f"| **{f}** | | {fmt(s)} | {s['episodes']} |" for f, s in totals]
 with open(os.path.join(out_dir, "results.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
 print("\n".join(lines))

@@ -35,7 +35,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from data import DataError, DemoWindows, StepBatches, find_episode_files
-from policies import CKPT_VERSION, POLICY_SIZES, CheckpointError, load_checkpoint, make_policy, save_checkpoint
+from policies import (CKPT_VERSION, POLICY_SIZES, CheckpointError, load_checkpoint, make_policy, policy_from_checkpoint,
+                      save_checkpoint)
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # data
@@ -103,6 +104,8 @@ def fail(msg):
 # -------------------------------------------------------------------------------------------------
 # the starting point decides the observation spec: a pretrained policy keeps its inputs
 init = None
+cameras = args.cameras.split(",")
+state_keys = [k for k in args.state_keys.split(",") if k]
 if args.init:
     try:
         init = load_checkpoint(args.init)
@@ -110,14 +113,11 @@ if args.init:
         fail(e)
     chunk = init["policy_config"]["chunk"]
     # the policy skips absent inputs explicitly, so any subset of the cameras it was built for works
-    unknown = set(args.cameras.split(",")) - set(init["policy_config"]["cameras"])
-    if unknown:
+    if not set(cameras) <= set(init["policy_config"]["cameras"]):
         fail(f"{args.init}: policy_config.cameras: expected a superset of --cameras {args.cameras}, "
              f"got {init['policy_config']['cameras']}")
 else:
     chunk = args.chunk or (10 if args.policy == "baku" else 16)
-cameras = args.cameras.split(",")
-state_keys = [k for k in args.state_keys.split(",") if k]
 
 # -------------------------------------------------------------------------------------------------
 # data: obs at t, actions t..t+n-1 normalised to [-1, 1], padded at the episode end with mask False
@@ -138,13 +138,11 @@ if init is not None:
     if pc["state_dim"] != state_dim:
         fail(f"{args.init}: policy_config.state_dim: expected {state_dim} (from --state_keys {args.state_keys!r}), "
              f"got {pc['state_dim']}")
-    policy = make_policy(pc)
-    policy.load_state_dict(init["policy"])  # the world model in a pretrain checkpoint is simply not loaded
-    if args.keep_action_layer:
-        if pc["out_dim"] != action_dim:
-            fail(f"{args.init}: --keep_action_layer needs out_dim == action dim {action_dim}, got {pc['out_dim']}")
-    else:
+    policy = policy_from_checkpoint(init)  # the world model in a pretrain checkpoint is simply not loaded
+    if not args.keep_action_layer:
         policy.reset_action_layer(action_dim)  # stage 2 starts here: a fresh layer for real actions
+    elif pc["out_dim"] != action_dim:
+        fail(f"{args.init}: --keep_action_layer needs out_dim == action dim {action_dim}, got {pc['out_dim']}")
 else:
     policy = make_policy(dict(POLICY_SIZES[args.policy_size][args.policy], kind=args.policy, chunk=chunk,
                               out_dim=action_dim, image_size=image_size, cameras=tuple(cameras), state_dim=state_dim))

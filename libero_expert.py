@@ -4,27 +4,19 @@ demo files in the official LIBERO schema from it (no download needed).
     python libero_expert.py                      # one episode of libero_object task 0: success, steps, seconds, a GIF
     python convert.py libero-expert --suite libero_object --demos 20 --out data/libero_expert --workers 2
 
-Python API
-    run_episode(env, rng, noise, jitter, record)   one expert episode from the env's current state
-    generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=0.1, jitter=1.0, seed=0)
-                                                   <out_dir>/<task name>_demo.hdf5 per task (official schema)
-
-Approach
+Approach (the distances are the constants below)
 - Goal from the BDDL: env.env.parsed_problem["goal_state"][0] = ['in', obj, region] or ['on', obj, target].
   A region's object is the longest object name that prefixes it; its xy is the region site's.
 - Geometry from the simulator after the settle steps: the collision geoms of every object (mesh
-  vertices, box corners for primitives) give world point clouds and AABBs; the gripper's own
-  collision geoms, read in the eef-site frame, give the boxes that must not touch a neighbour.
-- Grasp: eef at the object's mid-height, but at most 3.7 cm below its top (tall bottles are gripped
-  near the top; the palm, 3.1 cm above the eef, just touches it) and >= 1.5 cm above its bottom. Yaw: the smallest of 0, +-15, ..., 90 deg whose closing width is < 6.8 cm
-  and whose gripper boxes (extended upwards: the descent sweeps them) hold no neighbour point. No
-  yaw fits the width (bowls): a rim grasp, fingers closing radially across the wall 2 cm below the rim.
-- Waypoints, P-controlled (action = (target - eef) / 0.05, clipped to a speed cap), orientation held
-  by a P term towards the downward pose turned by the grasp yaw: transit at the tallest top + 4 cm,
-  straight descent to a frozen grasp point, close 12 steps, lift so the held object's bottom clears
-  every other top by 4 cm, move over the target (corrected for where the object sits in the hand),
-  lower ('in': bottom 3.5 cm above the basket floor; 'on': 2 cm above the target top), open 10 steps,
-  retreat 8 cm, then wait up to 20 steps for success. Success fires while the object is still held,
+  vertices, box corners for primitives) give world point clouds; the gripper's own collision geoms,
+  read in the eef-site frame, give the boxes that must not touch a neighbour.
+- Grasp: eef at the object's mid-height, but near the top of tall objects and above the bottom of flat
+  ones. Yaw: the first of YAWS whose closing width fits and whose gripper boxes hold no neighbour
+  point. No yaw fits the width (bowls): a rim grasp, fingers closing radially across the wall.
+- Waypoints, P-controlled with a speed cap, orientation held towards the downward pose turned by the
+  grasp yaw: transit above every top, straight descent to a frozen grasp point, close, lift so the
+  held object clears every top, move over the target (corrected for where the object sits in the
+  hand), lower, open, retreat, then wait for success. Success fires while the object is still held,
   so an episode is judged by check_success() at the end, after release and retreat.
 - Diversity: noise = Gaussian sigma on the 3 position actions (action units, 0.1 ~ 5 mm/step);
   jitter in [0, 1] scales random offsets of the free-space waypoints (+-1 cm xy, +0..3 cm heights),
@@ -34,7 +26,6 @@ Approach
   object xy spread over seeds ~ the spread of the 50 fixed init states), s = f(seed, task, attempt).
   A layout whose object positions are all within 1 mm of one of the evaluation's 50 init states is
   skipped, so demos and evaluation are disjoint.
-
 """
 import argparse
 import os
@@ -45,8 +36,7 @@ import numpy as np
 import libero_sim
 
 # suites generate() accepts, and the tasks it refuses (measured: 0 successes)
-SOLVED = {"libero_object": {"refuse": {}},
-          "libero_spatial": {"refuse": {5: "bowl on the ramekin: the rim grasp never lifts it, 0/3 layouts"}}}
+SOLVED = {"libero_object": {}, "libero_spatial": {5: "bowl on the ramekin: the rim grasp never lifts it, 0/3 layouts"}}
 # controller
 POS_SCALE = 0.05  # m per unit of position action (robosuite OSC_POSE output_max)
 ROT_SCALE = 0.5  # rad per unit of rotation action
@@ -113,11 +103,6 @@ def _collision_geoms(m, prefixes):
     return out
 
 
-def _points(m, d, geoms):
-    """(N, 3) world points of a list of geoms."""
-    return np.concatenate([_geom_points(m, d, g) for g in geoms] or [np.zeros((0, 3))])
-
-
 def _site(m, d):
     """eef site position (3,) and rotation (3, 3): what robot0_eef_pos / _quat report."""
     import mujoco
@@ -156,10 +141,7 @@ def _rz(yaw):
 def _hits(points, pos, rot, boxes):
     """How many points lie in the gripper boxes (+ BOX_MARGIN) with the eef site at pos, rotated rot."""
     local = (points - pos) @ rot  # (N, 3) in the site frame
-    n = 0
-    for lo, hi in boxes:
-        n += int(np.all((local > lo - BOX_MARGIN) & (local < hi + BOX_MARGIN), 1).sum())
-    return n
+    return sum(int(np.all((local > lo - BOX_MARGIN) & (local < hi + BOX_MARGIN), 1).sum()) for lo, hi in boxes)
 
 
 class Scene:
@@ -184,12 +166,14 @@ class Scene:
         self.boxes, self.closing, self.palm = _gripper(self.m, self.d)
         self.base = self.d.xpos[mujoco.mj_name2id(self.m, mujoco.mjtObj.mjOBJ_BODY, "robot0_base")].copy()
 
-    def points(self, name):
-        return _points(self.m, self.d, self.geoms[name])
+    def points(self, *names):
+        """(N, 3) world points of the named objects' collision geoms."""
+        pts = [_geom_points(self.m, self.d, g) for n in names for g in self.geoms[n]]
+        return np.concatenate(pts or [np.zeros((0, 3))])
 
-    def others(self, *skip):
-        """(N, 3) points of every object but the skipped ones; the table and floor are not objects."""
-        return np.concatenate([self.points(n) for n in self.geoms if n not in skip] or [np.zeros((0, 3))])
+    def others(self, skip):
+        """(N, 3) points of every object but skip; the table and floor are not objects."""
+        return self.points(*(n for n in self.geoms if n != skip))
 
     def pos(self, name):
         return self.d.xpos[self.body[name]].copy()
@@ -206,24 +190,20 @@ def _grasp(scene):
     pts, others = scene.points(scene.obj), scene.others(scene.obj)
     bot, top = pts[:, 2].min(), pts[:, 2].max()
     z = max((bot + top) / 2, top - TOP_DEPTH, bot + FLOOR_MARGIN)  # tall objects: near the top
-    best = None
-    for yaw in YAWS:
+    side = []  # (hits, preference, pos, yaw): the first yaw without hits, else the fewest hits
+    for i, yaw in enumerate(YAWS):
         rot = _rz(yaw) @ DOWN
         c = (rot @ scene.closing)[:2]
         c /= np.linalg.norm(c)
         o = np.array([-c[1], c[0]])  # perpendicular to the closing direction
         pc, po = pts[:, :2] @ c, pts[:, :2] @ o  # (N,) extents along both axes
-        if np.ptp(pc) > MAX_WIDTH:
-            continue
-        xy = c * (pc.min() + pc.max()) / 2 + o * (po.min() + po.max()) / 2
-        pos = np.array([xy[0], xy[1], z])
-        h = _hits(others, pos, rot, scene.boxes)
-        if h == 0:
-            return pos, yaw, "side"
-        if best is None or h < best[0]:
-            best = (h, pos, yaw)
-    if best is not None:
-        return best[1], best[2], "side"
+        if np.ptp(pc) <= MAX_WIDTH:
+            xy = c * (pc.min() + pc.max()) / 2 + o * (po.min() + po.max()) / 2
+            pos = np.array([xy[0], xy[1], z])
+            side.append((_hits(others, pos, rot, scene.boxes), i, pos, yaw))
+    if side:
+        _, _, pos, yaw = min(side, key=lambda k: k[:2])
+        return pos, yaw, "side"
     # rim grasp: fingers close radially across the wall, on the side facing the robot if it is free
     centre = (pts[:, :2].min(0) + pts[:, :2].max(0)) / 2
     rim = pts[pts[:, 2] > top - 0.01]
@@ -249,18 +229,14 @@ def plan(env, rng, jitter=0.0):
     scene = Scene(env)
     j = float(jitter)
 
-    def speed(cap):
-        return cap * rng.uniform(1 - 0.4 * j, 1)
-
     def wp(pos, grip, steps, tol=TOL, cap=1.0):
         return {"pos": np.asarray(pos, np.float64), "grip": grip, "rot": rot, "steps": steps, "tol": tol,
-                "speed": speed(cap)}
+                "speed": cap * rng.uniform(1 - 0.4 * j, 1)}
 
     grasp, yaw, kind = _grasp(scene)
     grasp[2] += rng.uniform(-0.005, 0.005) * j if kind == "side" else 0.0
     rot = _rz(yaw) @ DOWN
-    tops = max(scene.others(scene.obj)[:, 2].max(), scene.points(scene.obj)[:, 2].max())
-    transit = tops + CLEAR + rng.uniform(0, 0.03) * j
+    transit = scene.points(*scene.geoms)[:, 2].max() + CLEAR + rng.uniform(0, 0.03) * j
     above = grasp[:2] + rng.uniform(-0.01, 0.01, 2) * j
     yield wp([*above, transit], OPEN, 80)  # (a) sideways at the transit height
     yield wp(grasp, OPEN, 60, TOL_DESC, DESCENT_SPEED)  # (b) straight down to the frozen grasp point
@@ -375,11 +351,6 @@ def layout_distance(state, evals, idx):
     return float(np.abs(evals[:, idx] - state[idx]).max(1).min())
 
 
-def layout_seed(seed, task_id, attempt):
-    """The simulator seed of one attempt: a pure function of (seed, task, attempt)."""
-    return int(np.random.SeedSequence([seed, task_id, attempt]).generate_state(1)[0])
-
-
 def _task_file(job, tick):
     """Record one task's demos and write its file; tick(1) per kept demo. job: one task's share of
     generate()'s arguments. Returns the task's stats."""
@@ -391,7 +362,8 @@ def _task_file(job, tick):
     for attempt in range(2 * job["demos"] + 5):  # then give up: the file gets the demos it has
         if len(demos) == job["demos"]:
             break
-        env.seed(layout_seed(job["seed"], task["id"], attempt))  # numpy's global generator: LIBERO's samplers use it
+        # numpy's global generator, which LIBERO's samplers use: a pure function of (seed, task, attempt)
+        env.seed(int(np.random.SeedSequence([job["seed"], task["id"], attempt]).generate_state(1)[0]))
         env.reset()  # soft reset: re-samples the object placements
         if layout_distance(env.get_sim_state(), evals, idx) < 1e-3:  # an evaluation layout (never seen so far)
             continue
@@ -433,18 +405,17 @@ def generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=
     libero_sim.setup_rendering()
     tasks = libero_sim.suite_tasks(suite)
     task_ids = range(len(tasks)) if task_ids is None else task_ids
-    for i in task_ids:
-        if tasks[i]["id"] in SOLVED[suite]["refuse"]:
-            raise ValueError(f"{suite} task {i} ({tasks[i]['name']}): the scripted expert does not solve it "
-                             f"({SOLVED[suite]['refuse'][i]})")
     jobs = []
     for i in task_ids:
+        if i in SOLVED[suite]:
+            raise ValueError(f"{suite} task {i} ({tasks[i]['name']}): the scripted expert does not solve it "
+                             f"({SOLVED[suite][i]})")
         path = os.path.join(out_dir, tasks[i]["name"] + "_demo.hdf5")
         if os.path.exists(path):
             print(f"skip {path} (exists)")
-            continue
-        jobs.append({"suite": suite, "task": tasks[i], "path": path, "demos": demos_per_task, "noise": noise,
-                     "jitter": jitter, "seed": seed})
+        else:
+            jobs.append({"suite": suite, "task": tasks[i], "path": path, "demos": demos_per_task, "noise": noise,
+                         "jitter": jitter, "seed": seed})
     stats = []
     bar = tqdm(total=len(jobs) * demos_per_task, desc=f"{suite} expert demos", unit="ep", dynamic_ncols=True)
     if workers <= 1 or len(jobs) <= 1:

@@ -249,7 +249,7 @@ class EnvWorkers:
 
 # -------------------------------------------------------------------------------------------------
 # the official LIBERO demo-file schema (what LIBERO's scripts/create_dataset.py writes)
-def write_official(path, demos, bddl, env_kwargs=None):
+def write_official(path, demos, bddl):
     """Write demos to path (atomically: path.tmp, then rename) in the official LIBERO HDF5 schema.
 
     Each demo: {"actions" (T, 7), "states" (T, D) flat sim states, "obs": {"agentview_rgb",
@@ -280,32 +280,23 @@ def write_official(path, demos, bddl, env_kwargs=None):
                 grip = np.asarray(o["gripper_states"], np.float64)
                 # robot_states: gripper qpos (2) + eef pos (3) + eef quat (4); quat from the axis-angle
                 ep.create_dataset("robot_states", data=np.concatenate([grip, ee[:, :3], _axisangle2quat(ee[:, 3:])], 1))
-                flags = np.zeros(T, np.uint8)
-                flags[-1] = 1
-                ep.create_dataset("rewards", data=flags)
-                ep.create_dataset("dones", data=flags)
+                ep["rewards"] = ep["dones"] = (np.arange(T) == T - 1).astype(np.uint8)  # 1 on the last step
                 og = ep.create_group("obs")
                 for k in ("agentview_rgb", "eye_in_hand_rgb"):
                     if k in o:
                         og.create_dataset(k, data=np.asarray(o[k], np.uint8), compression="gzip", compression_opts=4,
                                           chunks=(1,) + np.shape(o[k])[1:])
-                og.create_dataset("ee_states", data=ee)
-                og.create_dataset("ee_pos", data=ee[:, :3])
-                og.create_dataset("ee_ori", data=ee[:, 3:])
-                og.create_dataset("gripper_states", data=grip)
-                og.create_dataset("joint_states", data=np.asarray(o["joint_states"], np.float64))
+                for k, x in (("ee_states", ee), ("ee_pos", ee[:, :3]), ("ee_ori", ee[:, 3:]), ("gripper_states", grip),
+                             ("joint_states", np.asarray(o["joint_states"], np.float64))):
+                    og.create_dataset(k, data=x)
                 total += T
-            grp.attrs["env_name"] = "Libero_" + info["domain_name"]
-            grp.attrs["problem_info"] = json.dumps(info)
-            grp.attrs["macros_image_convention"] = "opengl"
-            grp.attrs["bddl_file_name"] = bddl
             with open(bddl) as b:
-                grp.attrs["bddl_file_content"] = b.read()
-            grp.attrs["env_args"] = json.dumps({"type": 1, "env_name": "Libero_" + info["domain_name"],
-                                                "problem_name": info["problem_name"], "bddl_file": bddl,
-                                                "env_kwargs": env_kwargs or {}})
-            grp.attrs["num_demos"] = len(demos)
-            grp.attrs["total"] = total
+                content = b.read()
+            env_name = "Libero_" + info["domain_name"]
+            grp.attrs.update(env_name=env_name, problem_info=json.dumps(info), macros_image_convention="opengl",
+                             bddl_file_name=bddl, bddl_file_content=content, num_demos=len(demos), total=total,
+                             env_args=json.dumps({"type": 1, "env_name": env_name, "problem_name": info["problem_name"],
+                                                  "bddl_file": bddl, "env_kwargs": {}}))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -387,6 +387,29 @@ def rollout_expert(task, seed, domain="target", image_size=64, noise=EXPERT_NOIS
             "task": task, "instruction": instruction(task), "task_type": task_family(task)}
 
 
+def expert_episodes(domain, seed0, counts, labeled, image_size, min_steps, tally):
+    """Expert episodes as data.write_episodes takes them (`python data.py toy`), counts[task] per task, seeds
+    seed0, seed0+1, ... Labeled demos keep only successful episodes (and record actions and state); video
+    keeps every episode, like real video. tally: a dict whose "tries" and "kept" are counted up."""
+    need, k = dict(counts), 0
+    while any(need.values()) and k < 3 * sum(counts.values()) + 100:  # the expert almost always succeeds
+        task, seed = TASKS[k % len(TASKS)], seed0 + k
+        k += 1
+        if need[task] == 0:
+            continue
+        r = rollout_expert(task, seed, domain=domain, image_size=image_size, min_steps=min_steps)
+        tally["tries"] += 1
+        if labeled and not r["success"]:
+            continue
+        need[task] -= 1
+        tally["kept"] += 1
+        ep = {"obs": {"agentview_rgb": r["frames"]}, "instruction": r["instruction"], "task": task,
+              "task_type": r["task_type"], "seed": seed}
+        if labeled:
+            ep["obs"]["state"], ep["actions"] = r["states"], r["actions"]
+        yield ep
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="toy world demo: expert success, episode lengths, GIF")
     ap.add_argument("--episodes", type=int, default=50, help="expert episodes per task and domain")
@@ -403,14 +426,13 @@ if __name__ == "__main__":
         print(f"{domain}: expert success " + " ".join(f"{f}={np.mean(v):.3f}" for f, v in fam_ok.items())
               + f" | length mean {np.mean(lens):.1f} min {min(lens)} p95 {np.percentile(lens, 95):.0f} max {max(lens)}")
     import imageio.v3 as iio
-    up = lambda f: f.repeat(3, 0).repeat(3, 1)
-    clips = [[up(f) for f in rollout_expert(TASKS[k], k, d, args.image_size)["frames"]]
-             for k in (0, 3, 6, 8) for d in ("target", "source")]  # one task per family, both domains
-    iio.imwrite(args.out, np.stack([f for c in clips for f in c + [c[-1]] * 4]), duration=120, loop=0)  # ms/frame
+    up = lambda f, k: f.repeat(k, 0).repeat(k, 1)
+    clips = {(d, k): rollout_expert(TASKS[k], k, d, args.image_size)["frames"]
+             for k in (0, 3, 6, 8) for d in ("target", "source")}  # one task per family, both domains
+    frames = [up(f, 3) for c in clips.values() for f in [*c, *[c[-1]] * 4]]  # each clip holds its last frame
+    iio.imwrite(args.out, np.stack(frames), duration=120, loop=0)  # ms/frame
     print(f"wrote {args.out} ({len(clips)} episodes: put, move, remove, take; target then source)")
     if args.png:
-        x4 = lambda f: f.repeat(4, 0).repeat(4, 1)
-        rows = [np.concatenate([x4(rollout_expert(TASKS[k], k, d, args.image_size)["frames"][5]) for k in (0, 3, 6, 8)], 1)
-                for d in ("target", "source")]
+        rows = [np.concatenate([up(clips[d, k][5], 4) for k in (0, 3, 6, 8)], 1) for d in ("target", "source")]
         iio.imwrite(args.png, np.concatenate(rows, 0))  # top row target, bottom row source (same seeds)
         print(f"wrote {args.png}")
