@@ -45,7 +45,7 @@ p.add_argument("--pretrain_steps", type=int, default=1500, help="world-model pre
 p.add_argument("--sup_steps", type=int, default=4000, help="supervised pretraining steps (oracle, sup_source)")
 p.add_argument("--ft_steps", type=int, default=1500, help="stage-2 steps (every arm)")
 p.add_argument("--ft_lr", type=float, default=1e-3, help="stage-2 peak learning rate (every arm)")
-p.add_argument("--body_lr_scale", type=float, default=0.1, help="stage-2 lr multiplier below the action layer")
+p.add_argument("--body_lr_scale", type=float, default=1.0, help="stage-2 lr multiplier below the action layer")
 p.add_argument("--arms", default="scratch,oracle,sup_source,wm_target,wm_source,wm_detach", help="comma list of arms")
 p.add_argument("--jobs", type=int, default=2, help="runs at once, one torch thread each")
 p.add_argument("--out", default="runs/compare", help="run folder")

@@ -61,7 +61,7 @@ p.add_argument("--free_nats", type=float, default=1.0, help="KL free bits per st
 p.add_argument("--dyn_scale", type=float, default=0.5, help="KL balancing: weight of KL(sg(post)||prior)")
 p.add_argument("--rep_scale", type=float, default=0.1, help="KL balancing: weight of KL(post||sg(prior))")
 p.add_argument("--openloop_weight", type=float, default=1.0,
-               help="weight of the prior-only prediction loss, which makes the world model use the latents (0 = DreamerV3)")
+               help="weight of the prior-only prediction loss that makes the world model use the latents (0: Dreamer)")
 p.add_argument("--wm_image_size", type=int, default=32, help="world-model frame size (toy 32; 0 = the data's)")
 p.add_argument("--no_context", action="store_true",
                help="DreamerV3's world model: frame t reaches it only through the first posterior (see rssm.Decoder)")
@@ -71,7 +71,6 @@ p.add_argument("--max_steps", type=int, default=1500, help="optimizer steps (toy
 p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (toy 1e-3; paper: 1e-4)")
 p.add_argument("--min_lr_frac", type=float, default=0.01, help="cosine decays to this fraction of --lr")
 p.add_argument("--warmup", type=int, default=100, help="linear warmup steps (paper: 1000)")
-p.add_argument("--policy_lr_scale", type=float, default=0.1, help="the policy's learning rate relative to --lr")
 p.add_argument("--weight_decay", type=float, default=1e-6, help="AdamW weight decay on matrices")
 p.add_argument("--beta1", type=float, default=0.95, help="AdamW beta1")
 p.add_argument("--beta2", type=float, default=0.999, help="AdamW beta2")
@@ -199,17 +198,19 @@ class Joint(torch.nn.Module):
     """Policy + world model as one module, so DDP sees a single forward that returns the loss.
 
     The world model reads the latents batch-normalised per chunk position and dimension (no affine;
-    running statistics at eval). Without it the policy collapses: the world model first uses the
-    latents as a clock (one code per chunk position, the same for every window), the common-mode
-    gradient drives the policy's tanh head into saturation, and after 500 toy steps the latents of
-    all windows agree to 4e-6 while the positions differ by 0.74. Centering removes that common mode,
-    so only what differs between windows (what this moment's motion is) can carry information."""
+    always the batch's own statistics: running ones lag behind a policy that is still learning).
+    Without it the policy collapses: the world model first uses the latents as a clock (one code per
+    chunk position, the same for every window), the common-mode gradient drives the policy's head,
+    and after 500 toy steps the latents of all windows agree to 4e-6 while the positions differ by
+    0.74. Centering removes that common mode, so only what differs between windows (what this
+    moment's motion is) can carry information."""
 
     def __init__(self, policy, wm, detach_latents, openloop_weight):
         super().__init__()
         self.policy, self.wm = policy, wm
         self.detach_latents, self.openloop_weight = detach_latents, openloop_weight
-        self.latent_norm = torch.nn.BatchNorm1d(policy.cfg.chunk * wm.cfg.action_dim, affine=False, momentum=0.01)
+        self.latent_norm = torch.nn.BatchNorm1d(policy.cfg.chunk * wm.cfg.action_dim, affine=False,
+                                                track_running_stats=False)
 
     def latents(self, frames, lang):
         """Frame t (B, 3, H, W), instruction (B, 384) -> the world model's actions (B, n, latent_dim)."""
@@ -226,11 +227,11 @@ class Joint(torch.nn.Module):
 
 model = Joint(policy, wm, args.detach_latents, args.openloop_weight)
 # weight decay on matrices only (not on norms, biases, embeddings-as-vectors), as the release does
-# The policy's groups run at --policy_lr_scale x lr: Adam turns the policy's small, noisy gradient into
-# full-size steps, and at the world model's rate they random-walk its tanh head into saturation.
-groups = [{"params": [t for t in m.parameters() if (t.dim() >= 2) == d], "weight_decay": args.weight_decay * d,
-           "scale": s} for m, s in ((policy, args.policy_lr_scale), (wm, 1.0)) for d in (True, False)]
-optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(args.beta1, args.beta2))
+decay = [t for t in model.parameters() if t.dim() >= 2]
+no_decay = [t for t in model.parameters() if t.dim() < 2]
+optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}],
+                              lr=args.lr, betas=(args.beta1, args.beta2))
 
 step0 = 0
 ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
@@ -241,7 +242,6 @@ if args.resume:
         fail(e)
     policy.load_state_dict(ckpt["policy"])
     wm.load_state_dict(ckpt["world_model"])
-    model.latent_norm.load_state_dict(ckpt["latent_norm"])
     optimizer.load_state_dict(ckpt["optimizer"])
     step0 = ckpt["step"]
     torch.set_rng_state(ckpt["rng"]["torch"])
@@ -283,7 +283,7 @@ def evaluate(step):
         model.eval()
         frames = eval_batch["frames"].to(device).float() / 255  # (E, n+1, 3, H, W), E = 2 per episode
         lang = eval_batch["lang"].to(device)
-        z = model.latents(frames[:, 0], lang)  # (E, n, latent_dim), normalised with the running statistics
+        z = model.latents(frames[:, 0], lang)  # (E, n, latent_dim), normalised over the E eval windows
         torch.manual_seed(args.seed)
         metrics = {k: float(v) for k, v in wm.loss(frames, z, openloop_weight=1.0).metrics.items()}
         frames = wm.resize(frames)  # (E, n+1, 3, h, w): errors at the world model's resolution
@@ -340,7 +340,7 @@ for step in bar:
         save_checkpoint(ckpt_path, {
             "format_version": CKPT_VERSION, "kind": "pretrain", "step": step, "config": config,
             "policy": policy.state_dict(), "policy_config": policy.config_dict(),
-            "world_model": wm.state_dict(), "wm_config": asdict(wm_cfg), "latent_norm": model.latent_norm.state_dict(),
+            "world_model": wm.state_dict(), "wm_config": asdict(wm_cfg),
             "optimizer": optimizer.state_dict(), "action_stats": None,
             "obs_spec": {"cameras": list(policy_cfg["cameras"]), "state_keys": [], "image_size": image_size},
             "lang": {k: v.tolist() for k, v in lang.items()},
@@ -353,7 +353,7 @@ for step in bar:
 
     # one training step
     for group in optimizer.param_groups:
-        group["lr"] = lr_at(step) * group["scale"]
+        group["lr"] = lr_at(step)
     batch = next(batches)
     frames = batch["frames"].to(device, non_blocking=True).float().div_(255)  # (B, n+1, 3, H, W)
     with autocast:
