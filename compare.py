@@ -55,7 +55,8 @@ if args.quick:
 arms = args.arms.split(",")
 py, env = sys.executable, dict(os.environ, OMP_NUM_THREADS="1")
 here = os.path.dirname(os.path.abspath(__file__))
-log = open(os.path.join(args.out, "commands.log"), "a") if os.makedirs(args.out, exist_ok=True) is None else None
+os.makedirs(args.out, exist_ok=True)
+log = open(os.path.join(args.out, "commands.log"), "a")  # every command run, in order, for the record
 
 
 def run(*cmd, done):
@@ -81,22 +82,23 @@ def parallel(fn, items):
         list(pool.map(fn, items))
 
 
-# data: the toy world's stage-2 demos (5 per task), source video and source demos; and, from another
-# seed block so no episode is shared, 50 target demos per task for the oracle and the target-video arm
+# data, inside --out: the toy world's stage-2 demos (5 per task), source video and source demos; and,
+# from another seed block so no episode is shared, 50 target demos per task for the oracle and the
+# target-video arm (and CCA: 500 episodes to split in halves)
 t0 = time.time()
+toy, target50 = os.path.join(args.out, "data", "toy"), os.path.join(args.out, "data", "target50")
 q = ["--source_episodes", 20, "--source_demos", 20, "--image_size", 32] if args.quick else []
-run("data.py", "toy", "--out", "data/toy", *q, done="data/toy/source_video.hdf5")
+run("data.py", "toy", "--out", toy, *q, done=os.path.join(toy, "source_video.hdf5"))
 run("data.py", "toy", "--seed", 1, "--target_demos", 2 if args.quick else 50, "--source_demos", 10,
-    "--source_episodes", 10, "--out", "data/toy_target50", *q[4:], done="data/toy_target50/source_video.hdf5")
+    "--source_episodes", 10, "--out", target50, *q[4:], done=os.path.join(target50, "source_video.hdf5"))
 dirs = {(a, s): os.path.join(args.out, a, f"seed{s}") for a in arms for s in range(args.seeds)}
 tiny = ["--batch_size", 4, "--eval_every", 2, "--log_every", 1] if args.quick else []
 
 # stage 1 (or the supervised pretraining) of every arm and seed
-pre = {"wm_source": ["--data", "data/toy/source_video.hdf5"],
-       "wm_target": ["--data", "data/toy_target50/target_demos.hdf5"],
-       "wm_detach": ["--data", "data/toy/source_video.hdf5", "--detach_latents"],
-       "oracle": ["--data", "data/toy_target50/target_demos.hdf5"],
-       "sup_source": ["--data", "data/toy/source_demos.hdf5"]}
+video, demos = os.path.join(toy, "source_video.hdf5"), os.path.join(target50, "target_demos.hdf5")
+pre = {"wm_source": ["--data", video], "wm_target": ["--data", demos],
+       "wm_detach": ["--data", video, "--detach_latents"], "oracle": ["--data", demos],
+       "sup_source": ["--data", os.path.join(toy, "source_demos.hdf5")]}
 
 
 def evaluate(out, gifs):
@@ -121,13 +123,14 @@ def stage2(key):
     arm, s = key
     init = [] if arm == "scratch" else ["--init", os.path.join(dirs[key], "pre", "ckpt.pt")]
     out = os.path.join(dirs[key], "ft")
-    run("finetune.py", *init, "--seed", s, "--max_steps", args.ft_steps, "--lr", args.ft_lr,
-        "--body_lr_scale", args.body_lr_scale, "--out_dir", out, *tiny, done=os.path.join(out, "DONE"))
+    run("finetune.py", "--data", os.path.join(toy, "target_demos.hdf5"), *init, "--seed", s, "--max_steps",
+        args.ft_steps, "--lr", args.ft_lr, "--body_lr_scale", args.body_lr_scale, "--out_dir", out, *tiny,
+        done=os.path.join(out, "DONE"))
     evaluate(out, gifs=1 if s == 0 else 0)
-    if arm.startswith("wm_"):  # CCA on the 50-per-task target demos: 500 episodes to split in halves
+    if arm.startswith("wm_"):  # CCA on the 50-per-task target demos
         cca = os.path.join(dirs[key], "cca")
-        run("cca.py", "--ckpt", os.path.join(dirs[key], "pre", "ckpt.pt"), "--data", "data/toy_target50/target_demos.hdf5",
-            "--out_dir", cca, done=os.path.join(cca, "cca.json"))
+        run("cca.py", "--ckpt", os.path.join(dirs[key], "pre", "ckpt.pt"), "--data", demos, "--out_dir", cca,
+            done=os.path.join(cca, "cca.json"))
 
 
 parallel(stage1, list(dirs))
@@ -199,8 +202,9 @@ for arm, r in res.items():
         w, c = r["gate_w"], r["cca"]
         fams = ", ".join(f"{g} {c[g]['heldout']:.2f} ({c[g]['random_heldout']:.2f})" for g in c)
         curve = lambda xs: "/".join(f"{v:.1f}" for v in xs)
-        lines.append(f"| {arm} | {'pass' if w['gate_w'] == 1 else 'fail'} | {curve(w['openloop_k'])} | {curve(w['copy_k'])} "
-                     f"| {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | {fams} | {'pass' if r['gate_l_pass'] == 1 else 'fail'} |")
+        verdict = lambda x: "pass" if x == 1 else "fail"
+        lines.append(f"| {arm} | {verdict(w['gate_w'])} | {curve(w['openloop_k'])} | {curve(w['copy_k'])} "
+                     f"| {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | {fams} | {verdict(r['gate_l_pass'])} |")
 lines.append(f"\n{args.seeds} seed(s) x {args.episodes} episodes per task x 10 tasks per arm; wall time "
              f"{(time.time() - t0) / 60:.1f} min; commands in {args.out}/commands.log")
 out = {"config": vars(args), "results": res, "wall_s": time.time() - t0}

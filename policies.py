@@ -201,9 +201,8 @@ class Baku(nn.Module):
         self.blocks.apply(_orthogonal)
         self.head.apply(_orthogonal)
 
-    def latent(self, obs, squash=False):
-        """(B, n, d), differentiable. Stage 1 reads the head BEFORE its tanh (squash=False): Adam's steps
-        grow the pre-activations, a saturated tanh then passes no gradient, and pretraining stalls."""
+    def latent(self, obs):
+        """(B, n, d) in (-1, 1), differentiable."""
         tok = self.obs_encoder(obs)
         B = tok["lang"].shape[0]
         seq = ([tok["lang"]] + [tok[c] + self.cam_emb[c] for c in self.cfg.cameras if c in tok]
@@ -211,17 +210,17 @@ class Baku(nn.Module):
         x = torch.stack(seq, dim=1)  # (B, S, W), S = 2..5
         for block in self.blocks:
             x = block(x)
-        out = self.head[:-1 if not squash else None](self.ln_f(x[:, -1]))  # (B, n*d) from the action token
+        out = self.head(self.ln_f(x[:, -1]))  # (B, n*d) read from the action token, which sees all tokens
         return out.view(B, self.cfg.chunk, self.cfg.out_dim)  # (B, n, d) step-major: step k is dims k*d..k*d+d-1
 
     def loss(self, obs, actions, mask):
-        return masked_mse(self.latent(obs, squash=True), actions, mask)
+        return masked_mse(self.latent(obs), actions, mask)
 
     @torch.no_grad()
     def act(self, obs):
         """(B, n, d) normalised actions, in eval mode (no dropout); the mode is restored afterwards."""
         was = self.training
-        a = self.eval().latent(obs, squash=True)
+        a = self.eval().latent(obs)
         self.train(was)
         return a
 

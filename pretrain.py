@@ -195,29 +195,17 @@ if master:
 
 
 class Joint(torch.nn.Module):
-    """Policy + world model as one module, so DDP sees a single forward that returns the loss.
-
-    The world model reads the latents batch-normalised per chunk position and dimension (no affine;
-    always the batch's own statistics: running ones lag behind a policy that is still learning).
-    Without it the policy collapses: the world model first uses the latents as a clock (one code per
-    chunk position, the same for every window), the common-mode gradient drives the policy's head,
-    and after 500 toy steps the latents of all windows agree to 4e-6 while the positions differ by
-    0.74. Centering removes that common mode, so only what differs between windows (what this
-    moment's motion is) can carry information."""
+    """Policy + world model as one module, so DDP sees a single forward that returns the loss."""
 
     def __init__(self, policy, wm, detach_latents, openloop_weight):
         super().__init__()
         self.policy, self.wm = policy, wm
         self.detach_latents, self.openloop_weight = detach_latents, openloop_weight
-        self.latent_norm = torch.nn.BatchNorm1d(policy.cfg.chunk * wm.cfg.action_dim, affine=False,
-                                                track_running_stats=False)
 
     def latents(self, frames, lang):
         """Frame t (B, 3, H, W), instruction (B, 384) -> the world model's actions (B, n, latent_dim)."""
         z = self.policy.latent({"agentview": frames, "lang": lang})  # (B, n, latent_dim)
-        if self.detach_latents:
-            z = z.detach()  # the release's behaviour: only the world model learns
-        return self.latent_norm(z.flatten(1)).view_as(z)  # (B, n*latent_dim) normalised, back to (B, n, d)
+        return z.detach() if self.detach_latents else z  # detached: the release's behaviour
 
     def forward(self, frames, lang):
         z = self.latents(frames[:, 0], lang)  # from frame t
@@ -283,7 +271,7 @@ def evaluate(step):
         model.eval()
         frames = eval_batch["frames"].to(device).float() / 255  # (E, n+1, 3, H, W), E = 2 per episode
         lang = eval_batch["lang"].to(device)
-        z = model.latents(frames[:, 0], lang)  # (E, n, latent_dim), normalised over the E eval windows
+        z = model.latents(frames[:, 0], lang)  # (E, n, latent_dim)
         torch.manual_seed(args.seed)
         metrics = {k: float(v) for k, v in wm.loss(frames, z, openloop_weight=1.0).metrics.items()}
         frames = wm.resize(frames)  # (E, n+1, 3, h, w): errors at the world model's resolution
