@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from data import DataError, DemoWindows, find_episode_files
-from policies import CheckpointError, load_checkpoint, make_policy, policy_from_checkpoint
+from policies import CheckpointError, check_device, load_checkpoint, make_policy, policy_from_checkpoint
 
 
 def cca_fit(x, y, ridge=1e-3):
@@ -99,6 +99,13 @@ def main():
     p.add_argument("--out_dir", default="", help="where cca.json/cca.md go (default: <ckpt dir>/cca)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     args = p.parse_args()
+    for name, low in (("batch_size", 1), ("random_seeds", 0)):  # bad flags: one line, before anything runs
+        if getattr(args, name) < low:
+            sys.exit(f"error: --{name}: expected an integer >= {low}, got {getattr(args, name)}")
+    if not (np.isfinite(args.ridge) and args.ridge >= 0):
+        sys.exit(f"error: --ridge: expected a finite number >= 0, got {args.ridge}")
+    if check_device(args.device):
+        sys.exit(f"error: {check_device(args.device)}")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)

@@ -37,7 +37,7 @@ from tqdm import tqdm
 import libero_sim
 import toyworld
 from data import embed_instructions, unnormalize_actions
-from policies import CheckpointError, load_checkpoint, policy_from_checkpoint
+from policies import CheckpointError, check_device, load_checkpoint, policy_from_checkpoint
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # what to evaluate
@@ -58,6 +58,12 @@ p.add_argument("--out_dir", default="", help="where results go (default: <ckpt d
 p.add_argument("--gifs", type=int, default=4, help="save the first episode of this many tasks as a GIF")
 p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
 args = p.parse_args()
+# bad flags stop here with one line, before the checkpoint is read or any episode runs
+for name, low in (("episodes", 1), ("max_steps", 0), ("envs", 0), ("gifs", 0)):
+    if getattr(args, name) < low:
+        sys.exit(f"error: --{name}: expected an integer >= {low}, got {getattr(args, name)}")
+if check_device(args.device):
+    sys.exit(f"error: {check_device(args.device)}")
 if args.device == "auto":
     args.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 device = torch.device(args.device)
@@ -195,7 +201,12 @@ def evaluate():
     return success, gifs, finals
 
 
-os.makedirs(out_dir, exist_ok=True)
+try:  # a folder that cannot take the results is found now, not after every episode has run
+    os.makedirs(out_dir, exist_ok=True)
+    if not os.access(out_dir, os.W_OK):
+        raise PermissionError(13, "Permission denied")
+except OSError as e:
+    sys.exit(f"error: --out_dir {out_dir}: expected a folder this user can write, got {e.strerror}")
 success, gifs, finals = evaluate()
 rows = [{"task": task, "family": family, "instruction": ins, **rate(int(success[j].sum()), args.episodes),
          "per_episode": success[j].astype(int).tolist()} for j, (task, family, ins, _) in enumerate(tasks)]
