@@ -141,3 +141,13 @@ def test_corrupt_files_one_line_naming_file_and_key(work, where):
     assert (run(work, "data.py", "check", "--quick", bad).returncode == 0) == (where == "chunk")
     refused(work, "finetune.py", "--data", bad, "--out_dir", "fresh", says=key)
     assert not (work / "fresh").exists()
+
+
+def test_convert_with_nothing_usable_is_an_error_not_empty_markers(tmp_path):
+    # --src one folder too high: every listed clip is "no video"; nothing may be marked done
+    (tmp_path / "top" / "videos").mkdir(parents=True)
+    (tmp_path / "train.json").write_text('[{"id": "1", "label": "Pushing a box", "template": "Pushing [something]", '
+                                         '"placeholders": ["a box"]}]')
+    refused(tmp_path, "convert.py", "ssv2", "--src", tmp_path / "top", "--labels", tmp_path / "train.json",
+            "--out", "out", says="--src")
+    assert not (tmp_path / "out").exists()
