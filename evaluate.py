@@ -217,7 +217,7 @@ for j, frames in gifs.items():
     imageio.mimsave(os.path.join(out_dir, f"{tasks[j][0]}_ep0_{'success' if success[j, 0] else 'fail'}.gif"),
                     big, duration=0.1 if not libero else 0.05, loop=0)
 if libero:
-    tmp = os.path.join(out_dir, "final_states.tmp.npz")
+    tmp = os.path.join(out_dir, f"final_states.{os.getpid()}.tmp.npz")
     np.savez_compressed(tmp, **{tasks[j][0]: np.stack(list(finals[j])) for j in range(len(tasks))})  # (episodes, D) each
     os.replace(tmp, os.path.join(out_dir, "final_states.npz"))
 
@@ -245,7 +245,7 @@ results = {"suite": args.suite, "ckpt": os.path.abspath(args.ckpt), "config": va
            "render": ({"cameras": spec["cameras"], "msaa": args.msaa, "render_size": libero_sim.RENDER_SIZE,
                        "image_size": spec["image_size"]} if libero else None),
            "overall": summary(rows), "families": families, "tasks": rows}
-tmp = os.path.join(out_dir, "results.json.tmp")
+tmp = os.path.join(out_dir, f"results.json.{os.getpid()}.tmp")
 with open(tmp, "w") as f:
     json.dump(results, f, indent=1)
 os.replace(tmp, os.path.join(out_dir, "results.json"))

@@ -154,6 +154,8 @@ if args.init:
     except CheckpointError as e:
         fail(e)
     chunk = init["policy_config"]["chunk"]
+    if args.chunk is not None and args.chunk != chunk:  # --chunk shapes a policy from scratch only
+        fail(f"--chunk: the policy in {args.init} predicts chunks of {chunk}, got {args.chunk}")
     # the policy skips absent inputs explicitly, so any subset of the cameras it was built for works
     if not set(cameras) <= set(init["policy_config"]["cameras"]):
         fail(f"{args.init}: policy_config.cameras: expected a superset of --cameras {args.cameras}, "
@@ -268,7 +270,10 @@ def to_obs(batch, augment):
 
 # one fixed batch for the eval loss, the same at every eval
 eval_idx = torch.linspace(0, len(dataset) - 1, 64).long().tolist()
-eval_batch = torch.utils.data.default_collate([dataset[i] for i in eval_idx])
+try:  # files too big for memory are read per window: a corrupt chunk shows when it is read
+    eval_batch = torch.utils.data.default_collate([dataset[i] for i in eval_idx])
+except DataError as e:
+    fail(e)
 
 # -------------------------------------------------------------------------------------------------
 # training loop
@@ -307,7 +312,10 @@ for step in bar:
     # one training step
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step) * group["scale"]
-    batch = next(batches)
+    try:
+        batch = next(batches)
+    except DataError as e:  # a corrupt chunk of a file read per window; from a worker, its last line is ours
+        fail(str(e).strip().splitlines()[-1])
     with autocast:
         loss = train_model(to_obs(batch, True), batch["actions"].to(device), batch["mask"].to(device))
     optimizer.zero_grad(set_to_none=True)

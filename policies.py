@@ -578,7 +578,7 @@ _LOCKS = {}  # folder -> the open descriptor that holds its lock until this proc
 def claim_run_dir(out_dir, resume, overwrite, create=False):
     """Check that --out_dir may take this run and lock it; raises CheckpointError with one line.
 
-    A folder holding a run (ckpt.pt or log.jsonl) is refused unless resume (continue it) or overwrite
+    A folder holding a run (ckpt.pt or a non-empty log.jsonl) is refused unless resume (continue it) or overwrite
     (start again: see clear_run_dir). The lock is flock on the folder itself, so it writes nothing
     and the kernel releases it when the process ends, even on kill -9; a second run on the folder
     fails at once. Call it first without create (checks what exists, locks it if it exists), then
@@ -612,7 +612,9 @@ def claim_run_dir(out_dir, resume, overwrite, create=False):
     ckpt = os.path.join(out_dir, "ckpt.pt")
     if resume and not os.path.isfile(ckpt):
         raise CheckpointError(f"{ckpt}: no such file (--resume continues the run whose checkpoint is there)")
-    if not (resume or overwrite) and any(os.path.exists(os.path.join(out_dir, f)) for f in RUN_FILES[:2]):
+    log = os.path.join(out_dir, "log.jsonl")
+    held = os.path.isfile(ckpt) or os.path.isfile(log) and os.path.getsize(log) > 0  # empty: killed before a save
+    if held and not (resume or overwrite):
         raise CheckpointError(f"--out_dir {out_dir}: holds a run already; pass --resume to continue it, "
                               "--overwrite to start again, or choose another --out_dir")
 

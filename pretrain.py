@@ -230,7 +230,10 @@ eval_idx = []
 for e in np.unique(whole.ep[held])[:32]:
     w = held[whole.ep[held] == e]  # this episode's held-out windows, in time order
     eval_idx += [int(w[0]), int(w[min(7, len(w) - 1)])]
-eval_batch = torch.utils.data.default_collate([whole[i] for i in eval_idx])
+try:  # files too big for memory are read per window: a corrupt chunk shows when it is read
+    eval_batch = torch.utils.data.default_collate([whole[i] for i in eval_idx])
+except DataError as e:
+    fail(e)
 
 # -------------------------------------------------------------------------------------------------
 # models: the policy emits latents; the world model is the teacher, used only in this stage
@@ -407,7 +410,10 @@ for step in bar:
     # one training step
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step) * group["scale"]
-    batch = next(batches)
+    try:
+        batch = next(batches)
+    except DataError as e:  # a corrupt chunk of a file read per window; from a worker, its last line is ours
+        fail(str(e).strip().splitlines()[-1])
     frames = batch["frames"].to(device, non_blocking=True).float().div_(255)  # (B, n+1, 3, H, W)
     with autocast:
         loss, metrics = train_model(frames, batch["lang"].to(device))
