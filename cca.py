@@ -110,6 +110,11 @@ def main():
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
     out_dir = args.out_dir or os.path.join(os.path.dirname(os.path.abspath(args.ckpt)), "cca")
+    there = os.path.abspath(out_dir)
+    while not os.path.exists(there):  # the results must have somewhere to go before the work starts
+        there = os.path.dirname(there)
+    if not (os.path.isdir(there) and os.access(there, os.W_OK)):
+        sys.exit(f"error: --out_dir {out_dir}: expected a folder this user can write, got a path through {there}")
     try:
         ckpt = load_checkpoint(args.ckpt, kind="pretrain")
         paths = find_episode_files("data/toy/target_demos.hdf5" if args.data == "toy" else args.data)
