@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from data import DataError, DemoWindows, find_episode_files
-from policies import CheckpointError, load_checkpoint, make_policy, policy_from_checkpoint
+from policies import CheckpointError, check_device, load_checkpoint, make_policy, policy_from_checkpoint
 
 
 def cca_fit(x, y, ridge=1e-3):
@@ -99,10 +99,22 @@ def main():
     p.add_argument("--out_dir", default="", help="where cca.json/cca.md go (default: <ckpt dir>/cca)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     args = p.parse_args()
+    for name, low in (("batch_size", 1), ("random_seeds", 0)):  # bad flags: one line, before anything runs
+        if getattr(args, name) < low:
+            sys.exit(f"error: --{name}: expected an integer >= {low}, got {getattr(args, name)}")
+    if not (np.isfinite(args.ridge) and args.ridge >= 0):
+        sys.exit(f"error: --ridge: expected a finite number >= 0, got {args.ridge}")
+    if check_device(args.device):
+        sys.exit(f"error: {check_device(args.device)}")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
     out_dir = args.out_dir or os.path.join(os.path.dirname(os.path.abspath(args.ckpt)), "cca")
+    there = os.path.abspath(out_dir)
+    while not os.path.exists(there):  # the results must have somewhere to go before the work starts
+        there = os.path.dirname(there)
+    if not (os.path.isdir(there) and os.access(there, os.W_OK)):
+        sys.exit(f"error: --out_dir {out_dir}: expected a folder this user can write, got a path through {there}")
     try:
         ckpt = load_checkpoint(args.ckpt, kind="pretrain")
         paths = find_episode_files("data/toy/target_demos.hdf5" if args.data == "toy" else args.data)

@@ -53,6 +53,15 @@ args = p.parse_args()
 if args.quick:
     args.seeds, args.episodes, args.pretrain_steps, args.sup_steps, args.ft_steps = 1, 2, 4, 4, 4
 arms = args.arms.split(",")
+ARMS = ("scratch", "oracle", "sup_source", "wm_target", "wm_source", "wm_detach")
+for name, low in (("seeds", 1), ("episodes", 1), ("pretrain_steps", 0), ("sup_steps", 0), ("ft_steps", 0),
+                  ("jobs", 1)):
+    if getattr(args, name) < low:  # bad flags: one line, before any run starts
+        sys.exit(f"error: --{name}: expected an integer >= {low}, got {getattr(args, name)}")
+if not all(math.isfinite(x) and x >= 0 for x in (args.ft_lr, args.body_lr_scale)):
+    sys.exit(f"error: --ft_lr, --body_lr_scale: expected finite numbers >= 0, got {args.ft_lr}, {args.body_lr_scale}")
+if not set(arms) <= set(ARMS) or len(set(arms)) != len(arms):
+    sys.exit(f"error: --arms: expected some of {','.join(ARMS)} once each, got {args.arms!r}")
 py, env = sys.executable, dict(os.environ, OMP_NUM_THREADS="1")
 here = os.path.dirname(os.path.abspath(__file__))
 os.makedirs(args.out, exist_ok=True)
@@ -65,8 +74,8 @@ def run(*cmd, done):
     if os.path.exists(done):
         return
     train = done.endswith("DONE")
-    if train and os.path.exists(os.path.join(os.path.dirname(done), "ckpt.pt")):
-        cmd = (*cmd, "--resume")
+    if train:  # a killed run is continued; one killed before its first checkpoint starts again
+        cmd = (*cmd, "--resume" if os.path.exists(os.path.join(os.path.dirname(done), "ckpt.pt")) else "--overwrite")
     cmd = [py, os.path.join(here, cmd[0]), *map(str, cmd[1:])]
     log.write(" ".join(cmd[1:]) + "\n"); log.flush()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -121,6 +121,12 @@ def _convert(kind, items, args, opts):
     if pool:
         pool.close()
         pool.join()
+    if jobs and len(jobs) == n and kept == 0:  # nothing usable anywhere: a wrong --src, not a few bad inputs
+        for j in jobs:  # no .empty markers either, or a rerun with the right --src would skip those shards
+            if os.path.exists(j[1][:-5] + ".empty"):
+                os.remove(j[1][:-5] + ".empty")
+        fail(args.src, "inputs", f"at least one usable {kind} input (is --src the right folder?)",
+             f"none of {len(items)}: " + ", ".join(f"{v} {k}" for k, v in why.most_common(3)))
     dt = max(time.time() - t0, 1e-9)
     print(f"{kind}: {args.out}: {len(jobs)} of {n} shards done now ({n - len(jobs)} already there), {kept} episodes kept, "
           f"{sum(why.values())} skipped" + "".join(f", {v} {k}" for k, v in sorted(why.items()))
@@ -246,6 +252,9 @@ def convert_ssv2(args):
     keep = np.sort(np.random.default_rng(args.seed).choice(len(entries), max(1, round(args.fraction * len(entries))), replace=False))
     # instruction = the filled-in "label" ("Putting a pen on a table"), not the "[something]" template
     items = [(entries[i]["id"], entries[i]["label"], str(entries[i].get("template", entries[i]["label"]))) for i in keep]
+    if not any(os.path.isfile(os.path.join(args.src, f"{vid}.webm")) for vid, _, _ in items):
+        fail(args.src, "videos", f"<id>.webm for the {len(items)} listed clips (is --src the folder that holds "
+             "them?)", "none of them")
     _convert("ssv2", items, args, dict(src=args.src, image_size=args.image_size, frame_skip=args.frame_skip,
                                         min_frames=args.min_frames))
 

@@ -43,6 +43,9 @@ LANG_MODEL = "all-MiniLM-L6-v2"  # BAKU's instruction encoder; 384-d
 CAMERAS = {"agentview": "agentview_rgb", "wrist": "eye_in_hand_rgb"}  # policy name -> obs key on disk
 TOY = {"video": "data/toy/source_video*.hdf5", "demos": "data/toy/target_demos*.hdf5"}  # spec "toy" by role
 NAMED = {"bdv2": "data/bdv2", "ssv2": "data/ssv2"}  # specs "bdv2", "ssv2": where convert.py writes them
+HOW = {"bdv2": " (write them with `python convert.py bdv2 --src <raw BridgeData v2 folder> --out data/bdv2`)",
+       "ssv2": " (write them with `python convert.py ssv2 --src <SSv2 webm folder> --labels <json> --out data/ssv2`)",
+       "toy": " (write them with `python data.py toy`)"}
 RAM_FRACTION = 0.1  # datasets whose frames need less than this share of RAM are loaded into memory
 TOY_FPS = 10
 
@@ -143,6 +146,7 @@ def _scan(path):
     """Validate a whole file without reading its images. Returns (image_size, demos), one dict per
     demo: key, T, instruction, task, task_type, seed, cameras (obs names), lowdim {name: array},
     actions (array or None), path."""
+    key = "file"  # what is being read, for the error line
     try:
         with open_hdf5(path) as f:
             names = demo_keys(path, f)
@@ -154,7 +158,8 @@ def _scan(path):
                 fail(path, "data.attrs['format_version']", FORMAT_VERSION, attrs["format_version"])
             size, demos = int(attrs["image_size"]), []
             for name in names:
-                key, g = f"data/{name}", f["data"][name]
+                key = f"data/{name}"
+                g = f["data"][name]
                 for a in ("num_samples", "instruction", "task", "task_type"):
                     if a not in g.attrs:
                         fail(path, f"{key}.attrs['{a}']", "a value", "nothing")
@@ -168,8 +173,16 @@ def _scan(path):
                                   seed=int(g.attrs.get("seed", -1)),
                                   **{a: str(g.attrs[a]) for a in ("instruction", "task", "task_type")}))
         return size, demos
-    except OSError as e:  # a corrupt block inside a file that opened
-        fail(path, "file", "a readable HDF5 file", f"a read error ({str(e).splitlines()[0]})")
+    except DataError:
+        raise
+    except Exception as e:  # a corrupt block inside a file that opened: h5py raises OSError, TypeError, KeyError ...
+        read_error(path, key, e)
+
+
+def read_error(path, key, e):
+    """Turn any exception h5py raised while reading key of path into the one-line DataError."""
+    why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
+    fail(path, key, "a readable HDF5 object", f"a read error ({why})")
 
 
 def find_episode_files(spec, role="video"):
@@ -177,12 +190,12 @@ def find_episode_files(spec, role="video"):
     or "toy" (data/toy/source_video for role "video", data/toy/target_demos for role "demos"); several
     joined by commas."""
     out = []
-    for part in spec.split(","):
-        part = TOY[role] if part == "toy" else NAMED.get(part, part)
+    for name in spec.split(","):
+        part = TOY[role] if name == "toy" else NAMED.get(name, name)
         found = (sorted(glob.glob(os.path.join(part, "*.hdf5"))) if os.path.isdir(part) else
                  [part] if os.path.isfile(part) else sorted(glob.glob(part)))
         if not found:
-            fail(part, "file", "an episode file, a folder of *.hdf5 or a glob", "nothing there")
+            fail(part, "file", "an episode file, a folder of *.hdf5 or a glob", "nothing there" + HOW.get(name, ""))
         out += found
     return out
 
@@ -293,14 +306,22 @@ class _Episodes(torch.utils.data.Dataset):
                 with h5py.File(path, "r") as f:
                     for d in (d for d in self.episodes if d["path"] == path):
                         for cam in cameras:
-                            d[cam] = np.ascontiguousarray(f[d["key"]]["obs"][CAMERAS[cam]][()].transpose(0, 3, 1, 2))
+                            key = f"{d['key']}/obs/{CAMERAS[cam]}"
+                            try:  # a corrupt image chunk shows only now, when it is decompressed
+                                d[cam] = np.ascontiguousarray(f[key][()].transpose(0, 3, 1, 2))
+                            except Exception as e:
+                                read_error(path, key, e)
 
     def _frames(self, d, cam, sl):
         """uint8 tensor (n, 3, S, S) of frames sl of camera cam in episode d."""
         if self.in_memory:
             return torch.from_numpy(d[cam][sl])  # a view; the DataLoader's collate copies it
         # h5py's strided reads are ~100x slower than contiguous ones: read the range, then subsample
-        x = _h5(d["path"], f"{d['key']}/obs/{CAMERAS[cam]}")[sl.start:sl.stop][::sl.step]  # (n, S, S, 3)
+        key = f"{d['key']}/obs/{CAMERAS[cam]}"
+        try:
+            x = _h5(d["path"], key)[sl.start:sl.stop][::sl.step]  # (n, S, S, 3)
+        except Exception as e:  # a corrupt chunk of a lazily read file: the stage reports the DataError
+            read_error(d["path"], key, e)
         return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
     def _index(self, counts):
@@ -440,6 +461,13 @@ class MixtureBatches(StepBatches):
 # the toy datasets (toyworld.py's scripted expert) and the check command
 
 def write_toy(args):
+    # bad flags stop before anything is written; every file needs an episode, the world model 2^k >= 16 pixels
+    for name, low in (("source_episodes", 1), ("target_demos", 1), ("source_demos", 1), ("min_steps", 0),
+                      ("seed", 0)):
+        if getattr(args, name) < low:
+            sys.exit(f"error: --{name}: expected an integer >= {low}, got {getattr(args, name)}")
+    if args.image_size < 16 or args.image_size & (args.image_size - 1):
+        sys.exit(f"error: --image_size: expected a power of two >= 16 (for the world model), got {args.image_size}")
     import toyworld
     from tqdm import tqdm
     tasks = toyworld.TASKS
@@ -464,6 +492,16 @@ def write_toy(args):
 def check(args):
     for path in find_episode_files(args.spec):
         size, demos = _scan(path)
+        if not args.quick:  # decompress every image chunk: a corrupt one passes the header checks of _scan
+            with open_hdf5(path) as f:
+                for d in demos:
+                    for cam in d["cameras"]:
+                        key = f"{d['key']}/obs/{cam}"
+                        try:
+                            for t in range(0, d["T"], 256):
+                                f[key][t:t + 256]
+                        except Exception as e:
+                            read_error(path, key, e)
         acts = {d["actions"].shape[1] for d in demos if d["actions"] is not None}
         print(f"{path}: ok, {len(demos)} episodes, {sum(d['T'] for d in demos)} steps, {size}x{size}, "
               f"actions {sorted(acts) or 'none'}, {len({d['task'] for d in demos})} tasks")
@@ -492,7 +530,8 @@ if __name__ == "__main__":
     toy.add_argument("--min_steps", type=int, default=20,
                      help="pad shorter episodes with idle steps after the task ends (pretraining windows need chunk+1 frames)")
     toy.set_defaults(run=write_toy)
-    chk = sub.add_parser("check", help="validate episode files and print one line per file")
+    chk = sub.add_parser("check", help="validate episode files, reading every image chunk; one line per file")
     chk.add_argument("spec", help="a file, a folder, a glob or toy (the toy video); several comma-joined")
+    chk.add_argument("--quick", action="store_true", help="headers, attributes and low-dim arrays only: no images read")
     chk.set_defaults(run=check)
     run_command(p)

@@ -37,7 +37,7 @@ from tqdm import tqdm
 import libero_sim
 import toyworld
 from data import embed_instructions, unnormalize_actions
-from policies import CheckpointError, load_checkpoint, policy_from_checkpoint
+from policies import CheckpointError, check_device, load_checkpoint, policy_from_checkpoint
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # what to evaluate
@@ -58,6 +58,12 @@ p.add_argument("--out_dir", default="", help="where results go (default: <ckpt d
 p.add_argument("--gifs", type=int, default=4, help="save the first episode of this many tasks as a GIF")
 p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
 args = p.parse_args()
+# bad flags stop here with one line, before the checkpoint is read or any episode runs
+for name, low in (("episodes", 1), ("max_steps", 0), ("envs", 0), ("gifs", 0)):
+    if getattr(args, name) < low:
+        sys.exit(f"error: --{name}: expected an integer >= {low}, got {getattr(args, name)}")
+if check_device(args.device):
+    sys.exit(f"error: {check_device(args.device)}")
 if args.device == "auto":
     args.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 device = torch.device(args.device)
@@ -195,7 +201,12 @@ def evaluate():
     return success, gifs, finals
 
 
-os.makedirs(out_dir, exist_ok=True)
+try:  # a folder that cannot take the results is found now, not after every episode has run
+    os.makedirs(out_dir, exist_ok=True)
+    if not os.access(out_dir, os.W_OK):
+        raise PermissionError(13, "Permission denied")
+except OSError as e:
+    sys.exit(f"error: --out_dir {out_dir}: expected a folder this user can write, got {e.strerror}")
 success, gifs, finals = evaluate()
 rows = [{"task": task, "family": family, "instruction": ins, **rate(int(success[j].sum()), args.episodes),
          "per_episode": success[j].astype(int).tolist()} for j, (task, family, ins, _) in enumerate(tasks)]
@@ -206,7 +217,7 @@ for j, frames in gifs.items():
     imageio.mimsave(os.path.join(out_dir, f"{tasks[j][0]}_ep0_{'success' if success[j, 0] else 'fail'}.gif"),
                     big, duration=0.1 if not libero else 0.05, loop=0)
 if libero:
-    tmp = os.path.join(out_dir, "final_states.tmp.npz")
+    tmp = os.path.join(out_dir, f"final_states.{os.getpid()}.tmp.npz")
     np.savez_compressed(tmp, **{tasks[j][0]: np.stack(list(finals[j])) for j in range(len(tasks))})  # (episodes, D) each
     os.replace(tmp, os.path.join(out_dir, "final_states.npz"))
 
@@ -234,7 +245,7 @@ results = {"suite": args.suite, "ckpt": os.path.abspath(args.ckpt), "config": va
            "render": ({"cameras": spec["cameras"], "msaa": args.msaa, "render_size": libero_sim.RENDER_SIZE,
                        "image_size": spec["image_size"]} if libero else None),
            "overall": summary(rows), "families": families, "tasks": rows}
-tmp = os.path.join(out_dir, "results.json.tmp")
+tmp = os.path.join(out_dir, f"results.json.{os.getpid()}.tmp")
 with open(tmp, "w") as f:
     json.dump(results, f, indent=1)
 os.replace(tmp, os.path.join(out_dir, "results.json"))

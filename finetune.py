@@ -18,7 +18,9 @@ Several GPUs:
     torchrun --nproc_per_node 8 finetune.py --data data/libero_90 ...   (batch_size is per GPU)
 
 Outputs in --out_dir: ckpt.pt (with the action normalisation statistics, the observation spec and
-the instruction embeddings, so evaluate.py needs no other flags) and log.jsonl.
+the instruction embeddings, so evaluate.py needs no other flags) and log.jsonl. A folder that holds a
+run is refused unless --resume (continue it) or --overwrite (start again) is given, and one run at a
+time holds it. Bad input stops with one line, before anything is written.
 """
 import argparse
 import json
@@ -34,9 +36,9 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from data import DataError, DemoWindows, StepBatches, find_episode_files
-from policies import (CKPT_VERSION, POLICY_SIZES, CheckpointError, load_checkpoint, make_policy, policy_from_checkpoint,
-                      save_checkpoint)
+from data import CAMERAS, DataError, DemoWindows, StepBatches, find_episode_files
+from policies import (CKPT_VERSION, POLICY_SIZES, CheckpointError, check_device, claim_run_dir, clear_run_dir,
+                      load_checkpoint, make_policy, policy_from_checkpoint, resume_conflicts, save_checkpoint)
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # data
@@ -69,11 +71,35 @@ p.add_argument("--compile", action="store_true", help="torch.compile the policy'
 # io
 p.add_argument("--out_dir", default="runs/finetune", help="run folder: ckpt.pt, log.jsonl")
 p.add_argument("--resume", action="store_true", help="continue the run in --out_dir from its ckpt.pt")
+p.add_argument("--overwrite", action="store_true", help="start again in an --out_dir that holds a run (its files go)")
 p.add_argument("--eval_every", type=int, default=500, help="steps between eval-loss measurements and checkpoint saves")
 p.add_argument("--log_every", type=int, default=50, help="steps between log lines")
 p.add_argument("--seed", type=int, default=0, help="seeds weights, data order and augmentation")
 p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
 args = p.parse_args()
+
+
+def fail(msg):
+    """One clear line, no traceback, for bad input."""
+    sys.exit(f"error: {msg}")
+
+
+# bad flags stop here, before anything is built or written; nothing is corrected silently
+for name, low in (("chunk", 1), ("frame_skip", 1), ("aug_shift", 0), ("num_workers", 0), ("batch_size", 1),
+                  ("max_steps", 0), ("warmup", 0), ("eval_every", 1), ("log_every", 1)):
+    if getattr(args, name) is not None and getattr(args, name) < low:
+        fail(f"--{name}: expected an integer >= {low}, got {getattr(args, name)}")
+for name in ("lr", "body_lr_scale", "min_lr_frac", "weight_decay", "grad_clip", "beta1", "beta2"):
+    if not (math.isfinite(getattr(args, name)) and getattr(args, name) >= 0):
+        fail(f"--{name}: expected a finite number >= 0, got {getattr(args, name)}")
+if not (args.beta1 < 1 and args.beta2 < 1 and args.min_lr_frac <= 1 and args.grad_clip > 0):
+    fail(f"--beta1, --beta2: expected < 1, --min_lr_frac <= 1, --grad_clip > 0; got {args.beta1}, {args.beta2}, "
+         f"{args.min_lr_frac}, {args.grad_clip}")
+cameras = args.cameras.split(",")
+if not set(cameras) <= set(CAMERAS) or len(set(cameras)) != len(cameras):
+    fail(f"--cameras: expected some of {list(CAMERAS)} once each, got {args.cameras!r}")
+if check_device(args.device):
+    fail(check_device(args.device))
 config = vars(args)
 
 # -------------------------------------------------------------------------------------------------
@@ -97,14 +123,30 @@ autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext
 torch.manual_seed(args.seed + rank)
 say = tqdm.write if master else (lambda *a, **k: None)
 
-def fail(msg):
-    """One clear line, no traceback, for bad input."""
-    sys.exit(f"error: {msg}")
+# -------------------------------------------------------------------------------------------------
+# the run folder: one holding a run is refused unless --resume or --overwrite; locked while we run
+RESUME_KEYS = ("data", "frame_skip", "cameras", "state_keys", "init", "keep_action_layer", "policy", "policy_size",
+               "chunk", "batch_size", "seed")  # change the model or the data order
+if args.resume and args.overwrite:
+    fail("--resume, --overwrite: expected one of them, got both")
+ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
+try:
+    if master:
+        claim_run_dir(args.out_dir, args.resume, args.overwrite)
+    ckpt = load_checkpoint(ckpt_path, kind="finetune") if args.resume else None
+except CheckpointError as e:
+    fail(e)
+if ckpt is not None:
+    changed = resume_conflicts(ckpt["config"], config, RESUME_KEYS)
+    if changed:
+        fail(f"--resume: {ckpt_path} was trained with other flags that change the model or the data order: "
+             + ", ".join(changed))
+    if ckpt["step"] > args.max_steps:
+        fail(f"--max_steps: expected at least the step {ckpt['step']} of {ckpt_path} to resume, got {args.max_steps}")
 
 # -------------------------------------------------------------------------------------------------
 # the starting point decides the observation spec: a pretrained policy keeps its inputs
 init = None
-cameras = args.cameras.split(",")
 state_keys = [k for k in args.state_keys.split(",") if k]
 if args.init:
     try:
@@ -112,12 +154,14 @@ if args.init:
     except CheckpointError as e:
         fail(e)
     chunk = init["policy_config"]["chunk"]
+    if args.chunk is not None and args.chunk != chunk:  # --chunk shapes a policy from scratch only
+        fail(f"--chunk: the policy in {args.init} predicts chunks of {chunk}, got {args.chunk}")
     # the policy skips absent inputs explicitly, so any subset of the cameras it was built for works
     if not set(cameras) <= set(init["policy_config"]["cameras"]):
         fail(f"{args.init}: policy_config.cameras: expected a superset of --cameras {args.cameras}, "
              f"got {init['policy_config']['cameras']}")
 else:
-    chunk = args.chunk or (10 if args.policy == "baku" else 16)
+    chunk = args.chunk if args.chunk is not None else 10 if args.policy == "baku" else 16
 
 # -------------------------------------------------------------------------------------------------
 # data: obs at t, actions t..t+n-1 normalised to [-1, 1], padded at the episode end with mask False
@@ -164,12 +208,7 @@ for is_head in (True, False):
 optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(args.beta1, args.beta2))
 
 step0 = 0
-ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
 if args.resume:
-    try:
-        ckpt = load_checkpoint(ckpt_path, kind="finetune")
-    except CheckpointError as e:
-        fail(e)
     policy.load_state_dict(ckpt["policy"])
     optimizer.load_state_dict(ckpt["optimizer"])
     step0 = ckpt["step"]
@@ -231,12 +270,19 @@ def to_obs(batch, augment):
 
 # one fixed batch for the eval loss, the same at every eval
 eval_idx = torch.linspace(0, len(dataset) - 1, 64).long().tolist()
-eval_batch = torch.utils.data.default_collate([dataset[i] for i in eval_idx])
+try:  # files too big for memory are read per window: a corrupt chunk shows when it is read
+    eval_batch = torch.utils.data.default_collate([dataset[i] for i in eval_idx])
+except DataError as e:
+    fail(e)
 
 # -------------------------------------------------------------------------------------------------
 # training loop
-if master:
-    os.makedirs(args.out_dir, exist_ok=True)
+if master:  # the inputs are checked: now the run folder is made, locked and cleared
+    try:
+        claim_run_dir(args.out_dir, args.resume, args.overwrite, create=True)
+    except CheckpointError as e:
+        fail(e)
+    clear_run_dir(args.out_dir, args.overwrite)
     log = open(os.path.join(args.out_dir, "log.jsonl"), "a")
 batches = iter(loader)
 bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master,
@@ -266,7 +312,10 @@ for step in bar:
     # one training step
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step) * group["scale"]
-    batch = next(batches)
+    try:
+        batch = next(batches)
+    except DataError as e:  # a corrupt chunk of a file read per window; from a worker, its last line is ours
+        fail(str(e).strip().splitlines()[-1])
     with autocast:
         loss = train_model(to_obs(batch, True), batch["actions"].to(device), batch["mask"].to(device))
     optimizer.zero_grad(set_to_none=True)

@@ -19,6 +19,8 @@ K keypoints, h w feature map, S tokens, L chunk length padded for the U-Net.
 """
 import copy
 import dataclasses
+import fcntl
+import glob
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -475,9 +477,15 @@ class CheckpointError(Exception):
 
 
 def save_checkpoint(path, ckpt):
-    """Write to path.tmp, then rename: a crash never leaves a half-written checkpoint."""
-    torch.save(ckpt, str(path) + ".tmp")
-    os.replace(str(path) + ".tmp", path)
+    """Write to path.<pid>.tmp, then rename: a crash never leaves a half-written checkpoint, and two
+    processes never share a temporary file."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def load_checkpoint(path, kind=None):
@@ -540,3 +548,86 @@ if __name__ == "__main__":
             print(f"{kind:9s} {size:7s} {S}px: {n / 1e6:.3f}M params | latent(video) {tuple(z.shape)} | "
                   f"act(all) {tuple(a.shape)} | loss {loss.item():.3f} | after reset_action_layer(3): "
                   f"act {tuple(policy.act(obs).shape)}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# what the stage scripts share besides checkpoints: the device check and the run folder
+
+def check_device(name):
+    """--device auto | cpu | cuda | cuda:<i> | mps -> the reason it cannot be used, or None."""
+    try:
+        dev = torch.device("cpu" if name == "auto" else name)
+    except RuntimeError:
+        return f"--device: expected auto, cpu, cuda, cuda:<i> or mps, got {name!r}"
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        return f"--device {name}: CUDA is not available on this machine (use --device cpu)"
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        return f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        return f"--device {name}: MPS is not available on this machine (use --device cpu)"
+    if dev.type not in ("cpu", "cuda", "mps"):
+        return f"--device: expected auto, cpu, cuda, cuda:<i> or mps, got {name!r}"
+    return None
+
+
+RUN_FILES = ("ckpt.pt", "log.jsonl", "rollout_*.png", "eval_*", "cca")  # a run, and what evaluate/cca add by default
+_LOCKS = {}  # folder -> the open descriptor that holds its lock until this process exits
+
+
+def claim_run_dir(out_dir, resume, overwrite, create=False):
+    """Check that --out_dir may take this run and lock it; raises CheckpointError with one line.
+
+    A folder holding a run (ckpt.pt or a non-empty log.jsonl) is refused unless resume (continue it) or overwrite
+    (start again: see clear_run_dir). The lock is flock on the folder itself, so it writes nothing
+    and the kernel releases it when the process ends, even on kill -9; a second run on the folder
+    fails at once. Call it first without create (checks what exists, locks it if it exists), then
+    with create=True once the inputs are checked: a run writes nothing before."""
+    try:
+        if create:
+            os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"--out_dir {out_dir}: cannot create it ({e.strerror})") from None
+    if not os.path.isdir(out_dir):
+        there = os.path.abspath(out_dir)
+        while not os.path.exists(there):  # the nearest part of the path that exists must be a folder
+            there = os.path.dirname(there)
+        if not os.path.isdir(there):
+            raise CheckpointError(f"--out_dir {out_dir}: expected a folder, got a path through the file {there}")
+        if resume:
+            raise CheckpointError(f"--out_dir {out_dir}: --resume needs a run there, got no such folder")
+        return
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise CheckpointError(f"--out_dir {out_dir}: expected a folder this user can write, got a read-only one")
+    key = os.path.realpath(out_dir)
+    if key not in _LOCKS:
+        fd = os.open(out_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise CheckpointError(f"--out_dir {out_dir}: another run is using this folder; wait for it to end "
+                                  "or choose another --out_dir") from None
+        _LOCKS[key] = fd
+    ckpt = os.path.join(out_dir, "ckpt.pt")
+    if resume and not os.path.isfile(ckpt):
+        raise CheckpointError(f"{ckpt}: no such file (--resume continues the run whose checkpoint is there)")
+    log = os.path.join(out_dir, "log.jsonl")
+    held = os.path.isfile(ckpt) or os.path.isfile(log) and os.path.getsize(log) > 0  # empty: killed before a save
+    if held and not (resume or overwrite):
+        raise CheckpointError(f"--out_dir {out_dir}: holds a run already; pass --resume to continue it, "
+                              "--overwrite to start again, or choose another --out_dir")
+
+
+def clear_run_dir(out_dir, overwrite):
+    """Remove temporary files left by a killed run (safe: the folder is locked, no one else writes
+    there) and, with overwrite, the previous run's files (RUN_FILES), so nothing old sits beside the new."""
+    import shutil
+    for pattern in ("*.tmp", "*.tmp.png") + (RUN_FILES if overwrite else ()):
+        for path in glob.glob(os.path.join(glob.escape(out_dir), pattern)):
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def resume_conflicts(saved, config, keys):
+    """The flags among keys whose value differs from the checkpoint's config, as 'flag saved -> now'."""
+    return [f"--{k} {saved.get(k)!r} -> {config.get(k)!r}" for k in keys if saved.get(k) != config.get(k)]
+

@@ -19,7 +19,9 @@ Several GPUs:
 
 Outputs in --out_dir: ckpt.pt (resumable with --resume; `finetune.py --init` reads it),
 log.jsonl (one JSON line per log step), rollout_<step>.png (world-model open-loop rollouts:
-ground truth, frames imagined from frame t under the policy's latents, and their error).
+ground truth, frames imagined from frame t under the policy's latents, and their error). A folder
+that holds a run is refused unless --resume (continue it) or --overwrite (start again) is given, and
+one run at a time holds it. Bad input stops with one line, before anything is written.
 """
 import argparse
 import json
@@ -36,8 +38,9 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from data import DataError, MixtureBatches, PretrainWindows, StepBatches, find_episode_files
-from policies import CKPT_VERSION, POLICY_SIZES, CheckpointError, load_checkpoint, make_policy, save_checkpoint
+from data import CAMERAS, DataError, MixtureBatches, PretrainWindows, StepBatches, find_episode_files
+from policies import (CKPT_VERSION, POLICY_SIZES, CheckpointError, check_device, claim_run_dir, clear_run_dir,
+                      load_checkpoint, make_policy, resume_conflicts, save_checkpoint)
 from rssm import PRESETS, WorldModel, WorldModelConfig
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,12 +83,51 @@ p.add_argument("--compile", action="store_true", help="torch.compile the joint m
 # io
 p.add_argument("--out_dir", default="runs/pretrain", help="run folder: ckpt.pt, log.jsonl, rollout pictures")
 p.add_argument("--resume", action="store_true", help="continue the run in --out_dir from its ckpt.pt")
+p.add_argument("--overwrite", action="store_true", help="start again in an --out_dir that holds a run (its files go)")
 p.add_argument("--eval_every", type=int, default=500, help="steps between rollout pictures, eval metrics and saves")
 p.add_argument("--log_every", type=int, default=50, help="steps between log lines")
 p.add_argument("--seed", type=int, default=0, help="seeds weights, data order and sampling")
 p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
 args = p.parse_args()
-args.chunk = args.chunk or (10 if args.policy == "baku" else 16)
+
+
+def fail(msg):
+    """One clear line, no traceback, for bad input."""
+    sys.exit(f"error: {msg}")
+
+
+# bad flags stop here, before anything is built or written; nothing is corrected silently
+if args.chunk is None:
+    args.chunk = 10 if args.policy == "baku" else 16
+for name, low in (("chunk", 1), ("latent_dim", 1), ("state_dim", 0), ("frame_skip", 1), ("num_workers", 0),
+                  ("batch_size", 1), ("max_steps", 0), ("warmup", 0), ("eval_every", 1), ("log_every", 1)):
+    if getattr(args, name) < low:
+        fail(f"--{name}: expected an integer >= {low}, got {getattr(args, name)}")
+for name, low in (("lr", 0), ("min_lr_frac", 0), ("weight_decay", 0), ("grad_clip", 0),
+                  ("free_nats", 0), ("dyn_scale", 0), ("rep_scale", 0), ("openloop_weight", 0), ("beta1", 0),
+                  ("beta2", 0)):
+    if not (math.isfinite(getattr(args, name)) and getattr(args, name) >= low):
+        fail(f"--{name}: expected a finite number >= {low}, got {getattr(args, name)}")
+if not (args.beta1 < 1 and args.beta2 < 1 and args.min_lr_frac <= 1 and args.grad_clip > 0):
+    fail(f"--beta1, --beta2: expected < 1, --min_lr_frac <= 1, --grad_clip > 0; got {args.beta1}, {args.beta2}, "
+         f"{args.min_lr_frac}, {args.grad_clip}")
+if args.wm_image_size and (args.wm_image_size < 16 or args.wm_image_size & (args.wm_image_size - 1)):
+    fail(f"--wm_image_size: expected 0 or a power of two >= 16 (the world model's convs halve it to 4), "
+         f"got {args.wm_image_size}")
+cameras = args.cameras.split(",")
+if cameras[0] != "agentview" or not set(cameras) <= set(CAMERAS) or len(set(cameras)) != len(cameras):
+    fail(f"--cameras: expected agentview first, then some of {list(CAMERAS)[1:]} once each, got {args.cameras!r}")
+if args.mix is not None:
+    try:
+        weights = [float(w) for w in args.mix.split(",")]
+    except ValueError:
+        fail(f"--mix: expected comma-joined numbers, got {args.mix!r}")
+    if len(weights) != len(args.data.split(",")):
+        fail(f"--mix: expected {len(args.data.split(','))} weights, one per --data set, got {len(weights)}")
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        fail(f"--mix: expected finite non-negative weights, not all 0, got {args.mix!r}")
+if check_device(args.device):
+    fail(check_device(args.device))
 config = vars(args)
 
 # -------------------------------------------------------------------------------------------------
@@ -109,9 +151,26 @@ autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext
 torch.manual_seed(args.seed + rank)
 say = tqdm.write if master else (lambda *a, **k: None)
 
-def fail(msg):
-    """One clear line, no traceback, for bad input."""
-    sys.exit(f"error: {msg}")
+# -------------------------------------------------------------------------------------------------
+# the run folder: one holding a run is refused unless --resume or --overwrite; locked while we run
+RESUME_KEYS = ("data", "mix", "frame_skip", "policy", "policy_size", "chunk", "latent_dim", "cameras", "state_dim",
+               "wm_size", "wm_image_size", "no_context", "batch_size", "seed")  # change the model or data order
+if args.resume and args.overwrite:
+    fail("--resume, --overwrite: expected one of them, got both")
+ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
+try:
+    if master:
+        claim_run_dir(args.out_dir, args.resume, args.overwrite)
+    ckpt = load_checkpoint(ckpt_path, kind="pretrain") if args.resume else None
+except CheckpointError as e:
+    fail(e)
+if ckpt is not None:
+    changed = resume_conflicts(ckpt["config"], config, RESUME_KEYS)
+    if changed:
+        fail(f"--resume: {ckpt_path} was trained with other flags that change the model or the data order: "
+             + ", ".join(changed))
+    if ckpt["step"] > args.max_steps:
+        fail(f"--max_steps: expected at least the step {ckpt['step']} of {ckpt_path} to resume, got {args.max_steps}")
 
 # -------------------------------------------------------------------------------------------------
 # data: action-free windows. frames t..t+n go to the world model, frame t to the policy.
@@ -128,15 +187,7 @@ try:
         dataset = PretrainWindows(paths, chunk=args.chunk, frame_skip=args.frame_skip)
         lang = dataset.lang
     else:  # one set per spec, drawn with the --mix weights by MixtureBatches below
-        specs = args.data.split(",")
-        try:
-            weights = [float(w) for w in args.mix.split(",")]
-        except ValueError:
-            fail(f"--mix: expected comma-joined numbers, got {args.mix!r}")
-        if len(weights) != len(specs):
-            fail(f"--mix: expected {len(specs)} weights, one per --data set, got {len(weights)}")
-        if min(weights) < 0 or sum(weights) <= 0:
-            fail(f"--mix: expected non-negative weights, not all 0, got {args.mix!r}")
+        specs = args.data.split(",")  # --mix was checked against them above
         sets = [PretrainWindows(find_episode_files(s, role="video"), chunk=args.chunk, frame_skip=args.frame_skip)
                 for s in specs]
         lang = {k: v for ds in sets for k, v in ds.lang.items()}
@@ -150,6 +201,9 @@ try:
 except DataError as e:
     fail(e)
 image_size = dataset.image_size
+if not args.wm_image_size and (image_size < 16 or image_size & (image_size - 1)):
+    fail(f"{paths[0]}: data.attrs['image_size']: expected a power of two >= 16 for the world model, got "
+         f"{image_size} (pass --wm_image_size 32 to resize)")
 
 
 def split(ds):
@@ -175,12 +229,15 @@ eval_idx = []
 for e in np.unique(whole.ep[held])[:32]:
     w = held[whole.ep[held] == e]  # this episode's held-out windows, in time order
     eval_idx += [int(w[0]), int(w[min(7, len(w) - 1)])]
-eval_batch = torch.utils.data.default_collate([whole[i] for i in eval_idx])
+try:  # files too big for memory are read per window: a corrupt chunk shows when it is read
+    eval_batch = torch.utils.data.default_collate([whole[i] for i in eval_idx])
+except DataError as e:
+    fail(e)
 
 # -------------------------------------------------------------------------------------------------
 # models: the policy emits latents; the world model is the teacher, used only in this stage
 policy_cfg = dict(POLICY_SIZES[args.policy_size][args.policy], kind=args.policy, chunk=args.chunk,
-                  out_dim=args.latent_dim, image_size=image_size, cameras=tuple(args.cameras.split(",")),
+                  out_dim=args.latent_dim, image_size=image_size, cameras=tuple(cameras),
                   state_dim=args.state_dim)
 policy = make_policy(policy_cfg).to(device)
 wm_cfg = WorldModelConfig(size=args.wm_size, image_size=args.wm_image_size or image_size, action_dim=args.latent_dim,
@@ -222,12 +279,7 @@ optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_dec
                               lr=args.lr, betas=(args.beta1, args.beta2))
 
 step0 = 0
-ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
 if args.resume:
-    try:
-        ckpt = load_checkpoint(ckpt_path, kind="pretrain")
-    except CheckpointError as e:
-        fail(e)
     policy.load_state_dict(ckpt["policy"])
     wm.load_state_dict(ckpt["world_model"])
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -305,15 +357,19 @@ def save_rollout_png(frames, imagined, path):
     grid = rows.permute(0, 1, 4, 2, 5, 3).reshape(E * R * H, T * W, C)  # (E*3*H, (n+1)*W, 3)
     up = max(1, 64 // H)  # small world-model frames are enlarged (nearest pixel) so a reader can see them
     grid = grid.repeat_interleave(up, 0).repeat_interleave(up, 1)  # (E*3*H*up, (n+1)*W*up, 3)
-    tmp = path + ".tmp.png"
+    tmp = f"{path}.{os.getpid()}.tmp.png"  # per-process name; stale ones are removed by clear_run_dir
     iio.imwrite(tmp, (grid.clamp(0, 1) * 255).byte().cpu().numpy())
     os.replace(tmp, path)
 
 
 # -------------------------------------------------------------------------------------------------
 # training loop
-if master:
-    os.makedirs(args.out_dir, exist_ok=True)
+if master:  # the inputs are checked: now the run folder is made, locked and cleared
+    try:
+        claim_run_dir(args.out_dir, args.resume, args.overwrite, create=True)
+    except CheckpointError as e:
+        fail(e)
+    clear_run_dir(args.out_dir, args.overwrite)
     log = open(os.path.join(args.out_dir, "log.jsonl"), "a")
 batches = iter(loader)
 bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master,
@@ -342,7 +398,10 @@ for step in bar:
     # one training step
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step)
-    batch = next(batches)
+    try:
+        batch = next(batches)
+    except DataError as e:  # a corrupt chunk of a file read per window; from a worker, its last line is ours
+        fail(str(e).strip().splitlines()[-1])
     frames = batch["frames"].to(device, non_blocking=True).float().div_(255)  # (B, n+1, 3, H, W)
     with autocast:
         loss, metrics = train_model(frames, batch["lang"].to(device))

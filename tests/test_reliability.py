@@ -1,0 +1,153 @@
+"""Bad input as a new user gives it: every case stops with exit code 1 and one line on stderr, no
+traceback, and leaves nothing behind; run folders are never lost or shared.
+
+    python -m pytest -q tests/test_reliability.py
+
+Most cases fail on their flags, before a model is built, so each costs one interpreter start.
+"""
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import h5py
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=ROOT)
+TINY = ["--wm_size", "1m", "--batch_size", "4", "--chunk", "4", "--log_every", "1", "--warmup", "1", "--device", "cpu"]
+
+
+def run(cwd, script, *args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+
+
+def refused(cwd, script, *args, says=""):
+    """The script must stop with one 'error: ...' line naming `says`, and no traceback."""
+    r = run(cwd, script, *args)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), (r.returncode, r.stderr[-2000:])
+    assert says in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, lang_cache):
+    """Tiny toy data, a finished 2-step pretraining run in pt/ and a finetuned checkpoint in ft/."""
+    d = tmp_path_factory.mktemp("reliability")
+    assert run(d, "data.py", "toy", "--image_size", 32, "--source_episodes", 12, "--target_demos", 2,
+               "--source_demos", 12).returncode == 0
+    assert run(d, "pretrain.py", *TINY, "--max_steps", 2, "--out_dir", "pt").returncode == 0
+    assert run(d, "finetune.py", "--batch_size", 4, "--max_steps", 0, "--out_dir", "ft").returncode == 0
+    return d
+
+
+FLAGS = [  # (script, flags, what the line must name); each run gets a fresh --out_dir that must stay absent
+    ("pretrain.py", ["--batch_size", 0], "--batch_size"),
+    ("pretrain.py", ["--max_steps", -5], "--max_steps"),
+    ("pretrain.py", ["--eval_every", 0], "--eval_every"),
+    ("pretrain.py", ["--chunk", 0], "--chunk"),
+    ("pretrain.py", ["--data", "toy,toy", "--mix", "nan,1"], "--mix"),
+    ("pretrain.py", ["--device", "gpu0"], "--device"),
+    ("pretrain.py", ["--cameras", "agentview,lidar"], "--cameras"),
+    ("pretrain.py", ["--wm_image_size", 24], "--wm_image_size"),
+    ("pretrain.py", ["--data", "bdv2"], "python convert.py bdv2 --src"),
+    ("finetune.py", ["--frame_skip", 0], "--frame_skip"),
+    ("finetune.py", ["--aug_shift", -3], "--aug_shift"),
+    ("finetune.py", ["--cameras", "agentview,wrist"], "eye_in_hand_rgb"),  # the toy demos have no wrist camera
+    ("finetune.py", ["--resume"], "--resume"),
+    ("evaluate.py", ["--ckpt", "ft/ckpt.pt", "--episodes", 0], "--episodes"),
+    ("evaluate.py", ["--ckpt", "ft/ckpt.pt", "--envs", -1], "--envs"),  # used to spin forever
+    ("evaluate.py", ["--ckpt", "ft/ckpt.pt", "--max_steps", -1], "--max_steps"),
+    ("evaluate.py", ["--ckpt", "ft/ckpt.pt", "--out_dir", "ft/ckpt.pt/x"], "--out_dir"),  # found before any episode
+    ("cca.py", ["--ckpt", "pt/ckpt.pt", "--batch_size", 0], "--batch_size"),
+    ("cca.py", ["--ckpt", "pt/ckpt.pt", "--out_dir", "pt/ckpt.pt/x"], "--out_dir"),
+    ("data.py", ["toy", "--image_size", 24], "--image_size"),
+    ("data.py", ["toy", "--target_demos", -1], "--target_demos"),
+    ("compare.py", ["--seeds", 0], "--seeds"),
+]
+if not torch.cuda.is_available():
+    FLAGS.append(("pretrain.py", ["--device", "cuda"], "CUDA"))
+
+
+@pytest.mark.parametrize("script,flags,says", FLAGS, ids=[f"{s[:-3]}{' '.join(map(str, f))}" for s, f, _ in FLAGS])
+def test_bad_flags_one_line_nothing_written(work, script, flags, says):
+    out = {"data.py": "--out", "compare.py": "--out"}.get(script, "--out_dir")
+    refused(work, script, *flags, *([] if out in flags else [out, "fresh"]), says=says)
+    assert not (work / "fresh").exists()
+
+
+def test_run_folder_refused_overwritten_resumed_and_locked(work):
+    # a folder holding a run: refused, and nothing in it changes
+    before = sorted(os.listdir(work / "pt"))
+    refused(work, "pretrain.py", *TINY, "--max_steps", 2, "--out_dir", "pt", says="--overwrite")
+    # --resume with flags that change the model or the data order, or past --max_steps
+    line = refused(work, "pretrain.py", *TINY, "--max_steps", 4, "--out_dir", "pt", "--resume", "--chunk", 5,
+                   "--seed", 1, says="--chunk 4 -> 5")
+    assert "--seed 0 -> 1" in line
+    refused(work, "pretrain.py", *TINY, "--max_steps", 1, "--out_dir", "pt", "--resume", says="--max_steps")
+    refused(work, "finetune.py", "--max_steps", 1, "--out_dir", "ft", "--resume", "--batch_size", 8,
+            says="--batch_size 4 -> 8")
+    assert sorted(os.listdir(work / "pt")) == before
+    # --overwrite clears the old run's files (and stale temporary files of a killed one) before starting
+    shutil.copytree(work / "pt", work / "ow")
+    for junk in ("ckpt.pt.999.tmp", "rollout_000001.png.999.tmp.png"):
+        (work / "ow" / junk).write_bytes(b"")
+    os.makedirs(work / "ow" / "eval_toy")
+    assert run(work, "pretrain.py", *TINY, "--max_steps", 1, "--out_dir", "ow", "--overwrite").returncode == 0
+    assert sorted(os.listdir(work / "ow")) == ["ckpt.pt", "log.jsonl", "rollout_000000.png", "rollout_000001.png"]
+    # a second run on a folder in use fails at once (the first holds the lock from its start)
+    first = subprocess.Popen([sys.executable, os.path.join(ROOT, "pretrain.py"), *TINY, "--max_steps", "10000",
+                              "--eval_every", "10000", "--out_dir", "ow", "--resume"], cwd=work, env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        fd = os.open(work / "ow", os.O_RDONLY)
+        for _ in range(300):  # until the first run holds the folder's lock
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                time.sleep(0.1)
+            except BlockingIOError:
+                break
+        os.close(fd)
+        refused(work, "pretrain.py", *TINY, "--max_steps", 1, "--out_dir", "ow", "--overwrite", says="another run")
+        assert first.poll() is None and (work / "ow" / "ckpt.pt").exists()
+    finally:
+        first.kill(); first.wait()
+
+
+def _corrupt(src, dst, where):
+    """A copy of src with 16 bytes overwritten inside an image chunk or an object header."""
+    shutil.copy(src, dst)
+    with h5py.File(src, "r") as f:
+        at = (f["data/demo_0/obs/agentview_rgb"].id.get_chunk_info(0).byte_offset if where == "chunk" else
+              h5py.h5o.get_info(f["data/demo_1"].id).addr)
+    with open(dst, "r+b") as g:
+        g.seek(at + 8)
+        g.write(b"\xff" * 16)
+
+
+@pytest.mark.parametrize("where", ["chunk", "header"])
+def test_corrupt_files_one_line_naming_file_and_key(work, where):
+    bad = work / f"bad_{where}.hdf5"
+    _corrupt(work / "data" / "toy" / "target_demos.hdf5", bad, where)
+    key = "data/demo_0/obs/agentview_rgb" if where == "chunk" else "data/demo_1"
+    refused(work, "data.py", "check", bad, says=f"{bad}: {key}")
+    # --quick reads headers only: a bad chunk passes it, a bad header does not
+    assert (run(work, "data.py", "check", "--quick", bad).returncode == 0) == (where == "chunk")
+    refused(work, "finetune.py", "--data", bad, "--out_dir", "fresh", says=key)
+    assert not (work / "fresh").exists()
+
+
+def test_convert_with_nothing_usable_is_an_error_not_empty_markers(tmp_path):
+    # --src one folder too high: every listed clip is "no video"; nothing may be marked done
+    (tmp_path / "top" / "videos").mkdir(parents=True)
+    (tmp_path / "train.json").write_text('[{"id": "1", "label": "Pushing a box", "template": "Pushing [something]", '
+                                         '"placeholders": ["a box"]}]')
+    refused(tmp_path, "convert.py", "ssv2", "--src", tmp_path / "top", "--labels", tmp_path / "train.json",
+            "--out", "out", says="--src")
+    assert not (tmp_path / "out").exists()
