@@ -19,12 +19,13 @@ install-libero: install
 	$(PY) -c "import robosuite, runpy, os; runpy.run_path(os.path.join(robosuite.__path__[0], 'scripts', 'setup_macros.py'), run_name='__main__')" > /dev/null 2>&1
 
 # toy data -> stage 1 (latent pretraining on action-free source video) -> stage 2 (5 demos per task)
-# -> closed-loop success of the pretrained and the from-scratch policy -> CCA of the latents
+# -> closed-loop success of the pretrained and the from-scratch policy -> held-out CCA of the latents.
+# --overwrite: a second `make demo` starts the runs again instead of stopping at the existing ones.
 demo: install
 	$(PY) data.py toy
-	$(PY) pretrain.py --out_dir $(RUNS)/pretrain
-	$(PY) finetune.py --init $(RUNS)/pretrain/ckpt.pt --out_dir $(RUNS)/finetune
-	$(PY) finetune.py --out_dir $(RUNS)/scratch
+	$(PY) pretrain.py --out_dir $(RUNS)/pretrain --overwrite
+	$(PY) finetune.py --init $(RUNS)/pretrain/ckpt.pt --out_dir $(RUNS)/finetune --overwrite
+	$(PY) finetune.py --out_dir $(RUNS)/scratch --overwrite
 	$(PY) evaluate.py --ckpt $(RUNS)/finetune/ckpt.pt
 	$(PY) evaluate.py --ckpt $(RUNS)/scratch/ckpt.pt
 	$(PY) cca.py --ckpt $(RUNS)/pretrain/ckpt.pt

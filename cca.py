@@ -89,7 +89,8 @@ def collect(policy, dataset, device, batch_size):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True, help="a pretrain.py checkpoint (its policy emits latents)")
     p.add_argument("--data", default="toy", help="labeled demos: toy (data/toy/target_demos.hdf5) | directory | file")
     p.add_argument("--ridge", type=float, default=1e-3, help="covariance regularisation, relative to the mean variance")
@@ -122,7 +123,8 @@ def main():
     except (CheckpointError, DataError) as e:
         sys.exit(f"error: {e}")
     if dataset.image_size != ckpt["policy_config"]["image_size"]:
-        sys.exit(f"error: {paths[0]}: image_size: expected the policy's {ckpt['policy_config']['image_size']}, got {dataset.image_size}")
+        sys.exit(f"error: {paths[0]}: image_size: expected the policy's {ckpt['policy_config']['image_size']}, "
+                 f"got {dataset.image_size}")
 
     # the pretrained policy, then --random_seeds randomly initialised ones of the same architecture
     policies = [("pretrained", policy_from_checkpoint(ckpt))]
