@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from data import CAMERAS, DataError, DemoWindows, StepBatches, find_episode_files
 from policies import (CKPT_VERSION, POLICY_SIZES, CheckpointError, check_device, claim_run_dir, clear_run_dir,
-                      load_checkpoint, make_policy, policy_from_checkpoint, resume_conflicts, save_checkpoint)
+                      load_checkpoint, make_policy, open_run, policy_from_checkpoint, save_checkpoint)
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # data
@@ -127,22 +127,11 @@ say = tqdm.write if master else (lambda *a, **k: None)
 # the run folder: one holding a run is refused unless --resume or --overwrite; locked while we run
 RESUME_KEYS = ("data", "frame_skip", "cameras", "state_keys", "init", "keep_action_layer", "policy", "policy_size",
                "chunk", "batch_size", "seed")  # change the model or the data order
-if args.resume and args.overwrite:
-    fail("--resume, --overwrite: expected one of them, got both")
 ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
 try:
-    if master:
-        claim_run_dir(args.out_dir, args.resume, args.overwrite)
-    ckpt = load_checkpoint(ckpt_path, kind="finetune") if args.resume else None
+    ckpt = open_run(config, "finetune", RESUME_KEYS, master)
 except CheckpointError as e:
     fail(e)
-if ckpt is not None:
-    changed = resume_conflicts(ckpt["config"], config, RESUME_KEYS)
-    if changed:
-        fail(f"--resume: {ckpt_path} was trained with other flags that change the model or the data order: "
-             + ", ".join(changed))
-    if ckpt["step"] > args.max_steps:
-        fail(f"--max_steps: expected at least the step {ckpt['step']} of {ckpt_path} to resume, got {args.max_steps}")
 
 # -------------------------------------------------------------------------------------------------
 # the starting point decides the observation spec: a pretrained policy keeps its inputs

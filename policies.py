@@ -627,7 +627,26 @@ def clear_run_dir(out_dir, overwrite):
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
-def resume_conflicts(saved, config, keys):
-    """The flags among keys whose value differs from the checkpoint's config, as 'flag saved -> now'."""
-    return [f"--{k} {saved.get(k)!r} -> {config.get(k)!r}" for k in keys if saved.get(k) != config.get(k)]
-
+def open_run(config, kind, keys, master=True):
+    """A stage script's run folder: claim it (claim_run_dir, on the master process) and, with --resume,
+    load its checkpoint, refusing flags among keys that differ from the saved ones (they change the
+    model or the data order) and a --max_steps below the saved step. config = the script's flags.
+    -> the checkpoint to resume, or None; raises CheckpointError with one line."""
+    out_dir, resume = config["out_dir"], config["resume"]
+    if resume and config["overwrite"]:
+        raise CheckpointError("--resume, --overwrite: expected one of them, got both")
+    if master:
+        claim_run_dir(out_dir, resume, config["overwrite"])
+    if not resume:
+        return None
+    path = os.path.join(out_dir, "ckpt.pt")
+    ckpt = load_checkpoint(path, kind=kind)
+    saved = ckpt["config"]
+    changed = [f"--{k} {saved.get(k)!r} -> {config.get(k)!r}" for k in keys if saved.get(k) != config.get(k)]
+    if changed:
+        raise CheckpointError(f"--resume: {path} was trained with other flags that change the model or the data "
+                              "order: " + ", ".join(changed))
+    if ckpt["step"] > config["max_steps"]:
+        raise CheckpointError(f"--max_steps: expected at least the step {ckpt['step']} of {path} to resume, "
+                              f"got {config['max_steps']}")
+    return ckpt

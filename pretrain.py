@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from data import CAMERAS, DataError, MixtureBatches, PretrainWindows, StepBatches, find_episode_files
 from policies import (CKPT_VERSION, POLICY_SIZES, CheckpointError, check_device, claim_run_dir, clear_run_dir,
-                      load_checkpoint, make_policy, resume_conflicts, save_checkpoint)
+                      load_checkpoint, make_policy, open_run, save_checkpoint)
 from rssm import PRESETS, WorldModel, WorldModelConfig
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -155,22 +155,11 @@ say = tqdm.write if master else (lambda *a, **k: None)
 # the run folder: one holding a run is refused unless --resume or --overwrite; locked while we run
 RESUME_KEYS = ("data", "mix", "frame_skip", "policy", "policy_size", "chunk", "latent_dim", "cameras", "state_dim",
                "wm_size", "wm_image_size", "no_context", "batch_size", "seed")  # change the model or data order
-if args.resume and args.overwrite:
-    fail("--resume, --overwrite: expected one of them, got both")
 ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
 try:
-    if master:
-        claim_run_dir(args.out_dir, args.resume, args.overwrite)
-    ckpt = load_checkpoint(ckpt_path, kind="pretrain") if args.resume else None
+    ckpt = open_run(config, "pretrain", RESUME_KEYS, master)
 except CheckpointError as e:
     fail(e)
-if ckpt is not None:
-    changed = resume_conflicts(ckpt["config"], config, RESUME_KEYS)
-    if changed:
-        fail(f"--resume: {ckpt_path} was trained with other flags that change the model or the data order: "
-             + ", ".join(changed))
-    if ckpt["step"] > args.max_steps:
-        fail(f"--max_steps: expected at least the step {ckpt['step']} of {ckpt_path} to resume, got {args.max_steps}")
 
 # -------------------------------------------------------------------------------------------------
 # data: action-free windows. frames t..t+n go to the world model, frame t to the policy.
