@@ -196,6 +196,10 @@ def find_episode_files(spec, role="video"):
                  [part] if os.path.isfile(part) else sorted(glob.glob(part)))
         if not found:
             fail(part, "file", "an episode file, a folder of *.hdf5 or a glob", "nothing there" + HOW.get(name, ""))
+        if role == "video" and os.path.isdir(part) and {"target_demos.hdf5", "source_demos.hdf5"} & {
+                os.path.basename(f) for f in found}:  # complete or interrupted: its demos are not source video
+            fail(part, "folder", "a folder of video episode files", "a `python data.py toy` folder, whose target and "
+                 "source demos would join the video; pass --data toy or its source_video.hdf5")
         out += found
     return out
 

@@ -56,6 +56,7 @@ FLAGS = [  # (script, flags, what the line must name); each run gets a fresh --o
     ("pretrain.py", ["--cameras", "agentview,lidar"], "--cameras"),
     ("pretrain.py", ["--wm_image_size", 24], "--wm_image_size"),
     ("pretrain.py", ["--data", "bdv2"], "python convert.py bdv2 --src"),
+    ("pretrain.py", ["--data", "data/toy"], "data.py toy` folder"),
     ("finetune.py", ["--frame_skip", 0], "--frame_skip"),
     ("finetune.py", ["--aug_shift", -3], "--aug_shift"),
     ("finetune.py", ["--cameras", "agentview,wrist"], "eye_in_hand_rgb"),  # the toy demos have no wrist camera
