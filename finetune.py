@@ -112,6 +112,7 @@ if ddp:
 else:
     rank, world, local_rank = 0, 1, 0
 master = rank == 0
+args.world_size = world  # in the config: the data order depends on it, so --resume checks it
 if args.device == "auto":
     args.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else args.device)
@@ -126,7 +127,7 @@ say = tqdm.write if master else (lambda *a, **k: None)
 # -------------------------------------------------------------------------------------------------
 # the run folder: one holding a run is refused unless --resume or --overwrite; locked while we run
 RESUME_KEYS = ("data", "frame_skip", "cameras", "state_keys", "init", "keep_action_layer", "policy", "policy_size",
-               "chunk", "batch_size", "seed")  # change the model or the data order
+               "chunk", "batch_size", "seed", "world_size")  # change the model or the data order
 ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
 try:
     ckpt = open_run(config, "finetune", RESUME_KEYS, master)

@@ -140,6 +140,7 @@ if ddp:
 else:
     rank, world, local_rank = 0, 1, 0
 master = rank == 0
+args.world_size = world  # in the config: the data order depends on it, so --resume checks it
 if args.device == "auto":
     args.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else args.device)
@@ -154,7 +155,7 @@ say = tqdm.write if master else (lambda *a, **k: None)
 # -------------------------------------------------------------------------------------------------
 # the run folder: one holding a run is refused unless --resume or --overwrite; locked while we run
 RESUME_KEYS = ("data", "mix", "frame_skip", "policy", "policy_size", "chunk", "latent_dim", "cameras", "state_dim",
-               "wm_size", "wm_image_size", "no_context", "batch_size", "seed")  # change the model or data order
+               "wm_size", "wm_image_size", "no_context", "batch_size", "seed", "world_size")  # model or data order
 ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
 try:
     ckpt = open_run(config, "pretrain", RESUME_KEYS, master)
