@@ -9,8 +9,14 @@ flows into the latent actions (nothing is detached or zeroed), which is how the 
     video = wm.openloop(frames[:, :c], actions)   # (B, T-c+1, 3, H, W): imagined frames c..T
 
 Action alignment: frames t..t+T and latents z_t..z_{t+T-1}; z_{t+k} drives frame t+k -> t+k+1.
-The first posterior comes from the learned initial state h0 and frame t; then z_k advances the GRU
-before the posterior of frame k+1. (The authors' release zeroes z_t at the reset: not here.)
+The first posterior comes from the initial state and frame t; then z_k advances the GRU before the
+posterior of frame k+1. (The authors' release zeroes z_t at the reset: not here.)
+
+Frame-t context (config.context, the default; a departure from DreamerV3): the initial state is
+computed from frame t's embedding and the decoder predicts frame t+k as a change of frame t (U-Net
+skips from frame t's encoder maps, FiLM from the state, flow + residual; see Decoder). The scene's
+look then never has to pass through the 32 categoricals or the latents; what the state must carry
+is what moves. context=False is DreamerV3's model (learned h0, a decoder from the state alone).
 
 Loss per frame, averaged over (B, T+1):
     recon = sum over pixels of (decoded - frame)^2
@@ -27,7 +33,7 @@ post_entropy (nats, summed over S); kl_floor (fraction of transitions 1..T whose
 the free bits: near 1 means the latents may be ignored); openloop (only when openloop_weight > 0).
 
 Presets are named by the world model's own parameter count at 128x128 (A=7) and use DreamerV3's
-widths unchanged. Two choices keep the counts near the names: the GRU is DreamerV3's block-diagonal
+widths unchanged, except 2m, which is 1m with twice the conv widths (sized for the toy world). Two choices keep the counts near the names: the GRU is DreamerV3's block-diagonal
 one (8 blocks; the release's dense GRU makes its "50m" 116M), and the conv channels stop growing at
 8*depth (DreamerV3's 64px widths), so a 128px decoder's first linear layer does not double.
 
