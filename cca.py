@@ -142,10 +142,13 @@ def main():
         per[arm] = {g: {"heldout": heldout_cca(z[m], a[m], ep[m], args.ridge, args.seed),
                         "insample": first_cca(z[m], a[m], args.ridge), "samples": int(m.sum()),
                         "episodes": len(np.unique(ep[m]))} for g, m in groups.items()}
-        per[arm]["latent_std"] = spread
-    groups = [g for g in per["pretrained"] if g != "latent_std"]
+        # saturation: a tanh head pinned at +-1 passes no gradient, and stage 2 starts from it
+        per[arm] |= {"latent_std": spread, "latent_abs": float(np.abs(z).mean()),
+                     "latent_saturated": float((np.abs(z) > 0.99).mean())}
+    groups = [g for g in per["pretrained"] if not g.startswith("latent_")]
     rand = [per[arm] for arm, _ in policies[1:]]
     mean = lambda key, g: float(np.mean([r[g][key] for r in rand])) if rand else float("nan")
+    mean_of = lambda key, rs: float(np.mean([r[key] for r in rs])) if rs else float("nan")
     results = {g: dict(per["pretrained"][g], random_heldout=mean("heldout", g), random_insample=mean("insample", g))
                for g in groups}
     # gate L (README): per family, held-out CCA >= 0.6 and >= 0.3 above the random policies' mean
@@ -164,6 +167,9 @@ def main():
               f"{r['random_insample']:.3f} |" for g, r in results.items()]
     lines.append(f"gate L (held-out >= 0.6 and >= random + 0.3 in every family): "
                  f"{'pass' if out['gate_l_pass'] else 'fail'}")
+    pre = per["pretrained"]
+    lines.append(f"latents: mean |z| {pre['latent_abs']:.3f}, |z| > 0.99 in {100 * pre['latent_saturated']:.1f}% "
+                 f"(random init: {mean_of('latent_abs', rand):.3f}, {100 * mean_of('latent_saturated', rand):.1f}%)")
     with open(os.path.join(out_dir, "cca.md"), "w") as f:
         f.write("\n".join(lines + notes) + "\n")
     print("\n".join(lines + notes))

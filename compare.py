@@ -2,7 +2,7 @@
 Does world-model pretraining help? Every pretraining arm through the same stage 2, paired by seed.
 
     python compare.py --quick      # ~10 min on 2 CPU cores: 1 seed, tiny budgets; checks the pipeline, not the science
-    python compare.py              # the pre-registered run: 5 seeds, 50 episodes per task (hours on 2 CPU cores)
+    python compare.py              # the pre-registered run: 5 seeds, 50 episodes per task (~1.5 h on 2 CPU cores)
     python compare.py --jobs 8     # as many runs at once as you have cores (each uses one torch thread)
 
 Decision rule, fixed before the runs: world-model pretraining (arm wm_source) helps if its paired
@@ -172,6 +172,7 @@ for arm in arms:
     ev = [load(dirs[arm, s], "ft", "eval", "results.json")["overall"] for s in seeds]
     rates = [e["success_rate"] for e in ev]
     m, ci = t_interval(rates)
+    ci = [min(max(c, 0.0), 1.0) if c == c else c for c in ci]  # rates lie in [0, 1] (nan: one seed, no interval)
     k, n = sum(e["successes"] for e in ev), sum(e["episodes"] for e in ev)
     r = {"success": m, "ci95_seeds": ci, "ci95_episodes": wilson(k, n), "per_seed": rates, "episodes": n}
     if "scratch" in arms:
@@ -214,8 +215,8 @@ for arm, r in res.items():
         verdict = lambda x: "pass" if x == 1 else "fail"
         lines.append(f"| {arm} | {verdict(w['gate_w'])} | {curve(w['openloop_k'])} | {curve(w['copy_k'])} "
                      f"| {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | {fams} | {verdict(r['gate_l_pass'])} |")
-lines.append(f"\n{args.seeds} seed(s) x {args.episodes} episodes per task x 10 tasks per arm; wall time "
-             f"{(time.time() - t0) / 60:.1f} min; commands in {args.out}/commands.log")
+lines.append(f"\n{args.seeds} seed(s) x {args.episodes} episodes per task x 10 tasks per arm; this invocation's wall "
+             f"time {(time.time() - t0) / 60:.1f} min (finished runs are skipped); commands in {args.out}/commands.log")
 out = {"config": vars(args), "results": res, "wall_s": time.time() - t0}
 with open(os.path.join(args.out, "compare.json.tmp"), "w") as f:
     json.dump(out, f, indent=1)

@@ -16,6 +16,9 @@ Robot and human video mixed half and half (episode files from `python convert.py
     python pretrain.py --data bdv2,ssv2 --mix 0.5,0.5 --frame_skip 1 ...
 Several GPUs:
     torchrun --nproc_per_node 8 pretrain.py --data data/bdv2 ...   (batch_size is per GPU)
+Positive control for the gates: start from a supervised policy (finetune.py on demos WITH actions),
+whose outputs are actions by construction; --detach_latents keeps it fixed while the world model learns:
+    python pretrain.py --data DEMOS.hdf5 --init_policy SUP/ckpt.pt --detach_latents
 
 Outputs in --out_dir: ckpt.pt (resumable with --resume; `finetune.py --init` reads it),
 log.jsonl (one JSON line per log step), rollout_<step>.png (world-model open-loop rollouts:
@@ -56,6 +59,8 @@ p.add_argument("--chunk", type=int, default=None, help="latent actions per chunk
 p.add_argument("--latent_dim", type=int, default=3, help="size of each latent = the target's action size (toy 3)")
 p.add_argument("--cameras", default="agentview", help="cameras of the stage-2 policy (video has agentview only)")
 p.add_argument("--state_dim", type=int, default=0, help="proprio size of the stage-2 policy (0 = none; video has none)")
+p.add_argument("--init_policy", default="", help="start the policy from a checkpoint, e.g. a supervised finetune.py "
+               "one whose action size is --latent_dim (a positive control for the gates: its latents are actions)")
 p.add_argument("--detach_latents", action="store_true",
                help="ablation: stop the gradient into the policy (what the authors' release does by accident)")
 # world model
@@ -155,7 +160,8 @@ say = tqdm.write if master else (lambda *a, **k: None)
 # -------------------------------------------------------------------------------------------------
 # the run folder: one holding a run is refused unless --resume or --overwrite; locked while we run
 RESUME_KEYS = ("data", "mix", "frame_skip", "policy", "policy_size", "chunk", "latent_dim", "cameras", "state_dim",
-               "wm_size", "wm_image_size", "no_context", "batch_size", "seed", "world_size")  # model or data order
+               "wm_size", "wm_image_size", "no_context", "batch_size", "seed", "world_size",
+               "init_policy")  # model or data order
 ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
 try:
     ckpt = open_run(config, "pretrain", RESUME_KEYS, master)
@@ -229,7 +235,20 @@ except DataError as e:
 policy_cfg = dict(POLICY_SIZES[args.policy_size][args.policy], kind=args.policy, chunk=args.chunk,
                   out_dim=args.latent_dim, image_size=image_size, cameras=tuple(cameras),
                   state_dim=args.state_dim)
-policy = make_policy(policy_cfg).to(device)
+policy = make_policy(policy_cfg)
+if args.init_policy:  # the positive control: a policy whose outputs are already (normalised) actions
+    try:
+        init = load_checkpoint(args.init_policy)
+    except CheckpointError as e:
+        fail(e)
+    norm = lambda v: list(v) if isinstance(v, tuple) else v  # the cameras tuple is a list after a save
+    got = init["policy_config"]
+    bad = [k for k in policy_cfg if norm(got.get(k)) != norm(policy_cfg[k])]
+    if bad:
+        fail(f"{args.init_policy}: policy_config: expected {', '.join(f'{k}={policy_cfg[k]!r}' for k in bad)} "
+             f"(from the flags and data), got {', '.join(f'{k}={got.get(k)!r}' for k in bad)}")
+    policy.load_state_dict(init["policy"])
+policy = policy.to(device)
 wm_cfg = WorldModelConfig(size=args.wm_size, image_size=args.wm_image_size or image_size, action_dim=args.latent_dim,
                           free_nats=args.free_nats, dyn_scale=args.dyn_scale, rep_scale=args.rep_scale,
                           context=not args.no_context)

@@ -131,6 +131,20 @@ def test_finetune_resets_only_action_layer_then_evaluate_and_cca(work, pretraine
     assert 0 <= r["insample"] <= 1 and -1 <= r["heldout"] <= 1 and r["samples"] > 0 and r["episodes"] >= 2
     assert {"heldout", "random_heldout", "insample", "random_insample"} <= set(out["results"][_family()])
     assert set(out["gate_l"]) == set(out["results"]) - {"overall"} and isinstance(out["gate_l_pass"], bool)
+    # saturation figures: recomputed here from the policy on the same windows (padding past the end dropped)
+    from data import DemoWindows
+    from policies import policy_from_checkpoint
+    ck = load(pretrained)
+    ds = DemoWindows([str(work / "data" / "toy" / "target_demos.hdf5")], chunk=ck["policy_config"]["chunk"])
+    b = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
+    with torch.no_grad():
+        z = policy_from_checkpoint(ck).eval().latent({"agentview": b["agentview"].float() / 255, "lang": b["lang"]})
+    z = z[b["mask"]]  # (M, d)
+    pre = out["per_policy"]["pretrained"]
+    assert abs(pre["latent_abs"] - z.abs().mean().item()) < 1e-5
+    assert abs(pre["latent_saturated"] - (z.abs() > 0.99).float().mean().item()) < 1e-6
+    assert out["per_policy"]["random_init_0"]["latent_saturated"] == 0.0  # a fresh tanh head is far from +-1
+    assert "latents: mean |z|" in open(work / "cca" / "cca.md").read()
 
 
 def _family():
@@ -152,6 +166,27 @@ def test_finetune_from_scratch_diffusion_and_supervised_baseline(work):
     run(work, "finetune.py", "--init", "sup/ckpt.pt", "--keep_action_layer", "--max_steps", "1", "--out_dir", "sup_ft", "--batch_size", "4")
     a, b = load(work / "sup" / "ckpt.pt")["policy"], load(work / "sup_ft" / "ckpt.pt")["policy"]
     assert a.keys() == b.keys()
+
+
+def test_pretrain_init_policy_positive_control(work):
+    """--init_policy starts stage 1 from a supervised policy; with --detach_latents it stays exactly that
+    policy (the gates' positive control); a policy of another shape is refused in one line."""
+    run(work, "finetune.py", "--data", "data/toy/source_demos.hdf5", "--max_steps", "1", "--out_dir", "sup_init",
+        "--batch_size", "4", "--device", "cpu")
+    sup = load(work / "sup_init" / "ckpt.pt")["policy"]
+    run(work, "pretrain.py", *TINY_WM, "--max_steps", "2", "--init_policy", "sup_init/ckpt.pt", "--detach_latents",
+        "--out_dir", "ip_frozen")
+    run(work, "pretrain.py", *TINY_WM, "--max_steps", "0", "--init_policy", "sup_init/ckpt.pt", "--out_dir", "ip_0")
+    run(work, "pretrain.py", *TINY_WM, "--max_steps", "2", "--lr", "1e-2", "--warmup", "0",
+        "--init_policy", "sup_init/ckpt.pt", "--out_dir", "ip_joint")
+    assert changed(sup, load(work / "ip_frozen" / "ckpt.pt")["policy"]) == set()
+    assert changed(sup, load(work / "ip_0" / "ckpt.pt")["policy"]) == set()
+    assert changed(sup, load(work / "ip_joint" / "ckpt.pt")["policy"]), "the joint run must move the policy"
+    r = run(work, "pretrain.py", *TINY_WM, "--max_steps", "1", "--chunk", "4", "--init_policy", "sup_init/ckpt.pt",
+            "--out_dir", "ip_bad", ok=False)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode != 0 and "sup_init/ckpt.pt" in last and "chunk=4" in last and "chunk=10" in last, r.stderr
+    assert not (work / "ip_bad").exists(), "nothing is written before the inputs are checked"
 
 
 @pytest.mark.parametrize("script", ["pretrain.py", "finetune.py"])
