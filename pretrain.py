@@ -17,7 +17,8 @@ Robot and human video mixed half and half (episode files from `python convert.py
 Several GPUs:
     torchrun --nproc_per_node 8 pretrain.py --data data/bdv2 ...   (batch_size is per GPU)
 Positive control for the gates: start from a supervised policy (finetune.py on demos WITH actions),
-whose outputs are actions by construction; --detach_latents keeps it fixed while the world model learns:
+whose outputs are actions by construction; --detach_latents keeps it fixed while the world model learns,
+--policy_lr_scale 0.1 trains it jointly at a tenth of the world model's rate:
     python pretrain.py --data DEMOS.hdf5 --init_policy SUP/ckpt.pt --detach_latents
 
 Outputs in --out_dir: ckpt.pt (resumable with --resume; `finetune.py --init` reads it),
@@ -77,6 +78,9 @@ p.add_argument("--no_context", action="store_true",
 p.add_argument("--batch_size", type=int, default=16, help="windows per step per process (toy 16; paper: 256)")
 p.add_argument("--max_steps", type=int, default=1500, help="optimizer steps (toy default)")
 p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (toy 1e-3; paper: 1e-4)")
+p.add_argument("--policy_lr_scale", type=float, default=1.0,
+               help="the policy's learning rate relative to --lr (the world model's); < 1 lets the policy follow a "
+                    "world model that is still changing more slowly")
 p.add_argument("--min_lr_frac", type=float, default=0.01, help="cosine decays to this fraction of --lr")
 p.add_argument("--warmup", type=int, default=100, help="linear warmup steps (paper: 1000)")
 p.add_argument("--weight_decay", type=float, default=1e-6, help="AdamW weight decay on matrices")
@@ -108,7 +112,7 @@ for name, low in (("chunk", 1), ("latent_dim", 1), ("state_dim", 0), ("frame_ski
                   ("batch_size", 1), ("max_steps", 0), ("warmup", 0), ("eval_every", 1), ("log_every", 1)):
     if getattr(args, name) < low:
         fail(f"--{name}: expected an integer >= {low}, got {getattr(args, name)}")
-for name, low in (("lr", 0), ("min_lr_frac", 0), ("weight_decay", 0), ("grad_clip", 0),
+for name, low in (("lr", 0), ("policy_lr_scale", 0), ("min_lr_frac", 0), ("weight_decay", 0), ("grad_clip", 0),
                   ("free_nats", 0), ("dyn_scale", 0), ("rep_scale", 0), ("openloop_weight", 0), ("beta1", 0),
                   ("beta2", 0)):
     if not (math.isfinite(getattr(args, name)) and getattr(args, name) >= low):
@@ -281,16 +285,19 @@ class Joint(torch.nn.Module):
 
 model = Joint(policy, wm, args.detach_latents, args.openloop_weight)
 # weight decay on matrices only (not on norms, biases, embeddings-as-vectors), as the release does
-decay = [t for t in model.parameters() if t.dim() >= 2]
-no_decay = [t for t in model.parameters() if t.dim() < 2]
-optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                               {"params": no_decay, "weight_decay": 0.0}],
-                              lr=args.lr, betas=(args.beta1, args.beta2))
+# (the policy's groups run at --policy_lr_scale times the world model's rate)
+groups = [{"params": [t for t in module.parameters() if (t.dim() >= 2) == matrix],
+           "weight_decay": args.weight_decay if matrix else 0.0, "scale": scale}
+          for module, scale in ((wm, 1.0), (policy, args.policy_lr_scale)) for matrix in (True, False)]
+optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(args.beta1, args.beta2))
 
 step0 = 0
 if args.resume:
     policy.load_state_dict(ckpt["policy"])
     wm.load_state_dict(ckpt["world_model"])
+    if len(ckpt["optimizer"]["param_groups"]) != len(groups):  # an older lawm had 2 groups, not 4
+        fail(f"{ckpt_path}: optimizer: expected {len(groups)} parameter groups, got "
+             f"{len(ckpt['optimizer']['param_groups'])} (written by an older lawm); start again with --overwrite")
     optimizer.load_state_dict(ckpt["optimizer"])
     step0 = ckpt["step"]
     torch.set_rng_state(ckpt["rng"]["torch"])
@@ -406,7 +413,7 @@ for step in bar:
 
     # one training step
     for group in optimizer.param_groups:
-        group["lr"] = lr_at(step)
+        group["lr"] = lr_at(step) * group["scale"]
     try:
         batch = next(batches)
     except DataError as e:  # a corrupt chunk of a file read per window; from a worker, its last line is ours

@@ -182,6 +182,13 @@ def test_pretrain_init_policy_positive_control(work):
     assert changed(sup, load(work / "ip_frozen" / "ckpt.pt")["policy"]) == set()
     assert changed(sup, load(work / "ip_0" / "ckpt.pt")["policy"]) == set()
     assert changed(sup, load(work / "ip_joint" / "ckpt.pt")["policy"]), "the joint run must move the policy"
+    # --policy_lr_scale 0: the policy keeps its weights (but gets gradients), the world model still learns
+    run(work, "pretrain.py", *TINY_WM, "--max_steps", "2", "--lr", "1e-2", "--warmup", "0", "--weight_decay", "0",
+        "--init_policy", "sup_init/ckpt.pt", "--policy_lr_scale", "0", "--out_dir", "ip_lr0")
+    lr0 = load(work / "ip_lr0" / "ckpt.pt")
+    assert changed(sup, lr0["policy"]) == set()
+    assert changed(load(work / "ip_0" / "ckpt.pt")["world_model"], lr0["world_model"])
+    assert [g["lr"] for g in lr0["optimizer"]["param_groups"]][2:] == [0.0, 0.0]
     r = run(work, "pretrain.py", *TINY_WM, "--max_steps", "1", "--chunk", "4", "--init_policy", "sup_init/ckpt.pt",
             "--out_dir", "ip_bad", ok=False)
     last = r.stderr.strip().splitlines()[-1]
