@@ -14,6 +14,11 @@ are never split: latents that only encode an episode's look are nearly constant 
 in-sample CCA rewards that (a random conv net scores well above 0 in-sample). The in-sample number
 is printed beside it, labelled, for comparison with papers that report it.
 
+Two more lines describe the latents themselves: how many sit at the tanh's +-1 (saturated), and how
+much of their variance over windows the instruction alone explains. A policy trained through a world
+model that does not see the instruction can pass the task to it as a code that is the same for every
+window of the task (near 100%), instead of the motion (a supervised policy's actions on the toy: ~20%).
+
     python cca.py --ckpt runs/pretrain/ckpt.pt                   # toy: data/toy/target_demos.hdf5
     python cca.py --ckpt runs/bdv2/ckpt.pt --data data/libero_90
 
@@ -72,20 +77,30 @@ def heldout_cca(x, y, episode, ridge=1e-3, seed=0):
     return float(np.mean(scores))
 
 
+def instruction_share(x, instruction):
+    """Share of the variance of x (N, p), summed over dims, that the instruction (N,) alone explains:
+    1 - within-instruction / total sum of squares. Near 1: x says which task it is, not what moves."""
+    within = sum(((x[instruction == i] - x[instruction == i].mean(0)) ** 2).sum() for i in np.unique(instruction))
+    total = ((x - x.mean(0)) ** 2).sum()
+    return float(1 - within / total) if total > 0 else float("nan")
+
+
 @torch.no_grad()
 def collect(policy, dataset, device, batch_size):
-    """Run the policy on every window; paired (latent, action) samples and their task family."""
-    zs, acts, fams, eps = [], [], [], []
+    """Run the policy on every window; paired (latent, action) samples, their task family and episode,
+    and each window's whole latent chunk (windows, n*d)."""
+    zs, acts, fams, eps, chunks = [], [], [], [], []
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     for batch in loader:
         obs = {"agentview": batch["agentview"].to(device).float() / 255, "lang": batch["lang"].to(device)}
         z = policy.latent(obs).float().cpu()  # (B, n, d) latents from frame t, as in pretraining
         mask = batch["mask"]  # (B, n) False past the episode end
+        chunks.append(z.flatten(1).numpy())  # (B, n*d)
         zs.append(z[mask].numpy())  # (M, d): z_{t+k} ...
         acts.append(batch["actions"][mask].numpy())  # (M, A): ... paired with a_{t+k}
         fams += [f for f, m in zip(batch["task_type"], mask.sum(1).tolist()) for _ in range(m)]
         eps.append(batch["episode"][:, None].expand_as(mask)[mask].numpy())  # (M,) episode of each pair
-    return np.concatenate(zs), np.concatenate(acts), np.array(fams), np.concatenate(eps)
+    return np.concatenate(zs), np.concatenate(acts), np.array(fams), np.concatenate(eps), np.concatenate(chunks)
 
 
 def main():
@@ -132,19 +147,23 @@ def main():
         torch.manual_seed(args.seed + i)
         policies.append((f"random_init_{i}", make_policy(ckpt["policy_config"])))
     per, notes = {}, []
+    window_instruction = np.array([dataset.episodes[e]["instruction"] for e in dataset.ep])  # loader order
     for arm, policy in policies:
-        z, a, fam, ep = collect(policy.to(device).eval(), dataset, device, args.batch_size)
-        # collapse check: latents that barely vary carry no information, whatever the CCA says
-        spread = float(z.std(0).max())
-        if spread < 1e-4:
-            notes.append(f"{arm}: latents collapsed (max std over dims {spread:.2e}); CCA is meaningless")
+        z, a, fam, ep, chunks = collect(policy.to(device).eval(), dataset, device, args.batch_size)
+        # collapse check: a chunk that barely varies across windows carries no information, whatever the
+        # CCA says (pooled over the chunk's steps, a constant chunk still varies: a clock, not actions)
+        spread = float(chunks.std(0).max())
+        if spread < 1e-3:  # a thousandth of the tanh range
+            notes.append(f"{arm}: latents collapsed, the same chunk for every window (max std over windows "
+                         f"{spread:.2e}); its CCA and instruction share are meaningless")
         groups = {"overall": np.ones(len(z), bool), **{f: fam == f for f in sorted(set(fam))}}
         per[arm] = {g: {"heldout": heldout_cca(z[m], a[m], ep[m], args.ridge, args.seed),
                         "insample": first_cca(z[m], a[m], args.ridge), "samples": int(m.sum()),
                         "episodes": len(np.unique(ep[m]))} for g, m in groups.items()}
         # saturation: a tanh head pinned at +-1 passes no gradient, and stage 2 starts from it
         per[arm] |= {"latent_std": spread, "latent_abs": float(np.abs(z).mean()),
-                     "latent_saturated": float((np.abs(z) > 0.99).mean())}
+                     "latent_saturated": float((np.abs(z) > 0.99).mean()),
+                     "latent_instruction_share": instruction_share(chunks, window_instruction)}
     groups = [g for g in per["pretrained"] if not g.startswith("latent_")]
     rand = [per[arm] for arm, _ in policies[1:]]
     mean = lambda key, g: float(np.mean([r[g][key] for r in rand])) if rand else float("nan")
@@ -169,7 +188,9 @@ def main():
                  f"{'pass' if out['gate_l_pass'] else 'fail'}")
     pre = per["pretrained"]
     lines.append(f"latents: mean |z| {pre['latent_abs']:.3f}, |z| > 0.99 in {100 * pre['latent_saturated']:.1f}% "
-                 f"(random init: {mean_of('latent_abs', rand):.3f}, {100 * mean_of('latent_saturated', rand):.1f}%)")
+                 f"(random init: {mean_of('latent_abs', rand):.3f}, {100 * mean_of('latent_saturated', rand):.1f}%); "
+                 f"the instruction alone explains {100 * pre['latent_instruction_share']:.1f}% of the latent chunks' variance "
+                 f"over windows (random init: {100 * mean_of('latent_instruction_share', rand):.1f}%)")
     with open(os.path.join(out_dir, "cca.md"), "w") as f:
         f.write("\n".join(lines + notes) + "\n")
     print("\n".join(lines + notes))

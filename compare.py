@@ -21,7 +21,8 @@ same stage-2 seed and the same evaluation episodes):
     wm_detach    as wm_source with --detach_latents (the authors' release: the policy gets no gradient)
 The supervised arms' zero-shot success (before stage 2) is reported too. For the world-model arms the
 table shows gate W (open-loop beats copying frame t at every horizon >= 2, held-out windows), the
-swap test, and held-out CCA per family next to randomly initialised policies (gate L).
+swap test, held-out CCA per family next to randomly initialised policies (gate L), and what the
+latents are: the share saturated at +-1 and the share of their variance the instruction alone explains.
 
 Evaluation episodes use toy seeds --eval_seed.. (never used while choosing the recipe; see README).
 Runs go to --out/<arm>/seed<s>/; a finished run is skipped on a rerun, so a killed comparison resumes.
@@ -194,6 +195,12 @@ for arm in arms:
         r["cca"] = {g: {k: mean([c["results"][g][k] for c in cca]) for k in ("heldout", "random_heldout", "insample")}
                     for g in cca[0]["results"]}
         r["gate_l_pass"] = mean([c["gate_l_pass"] for c in cca])
+        # what the latents are: saturated at the tanh's +-1, and how much of them the instruction alone explains
+        lat = [c["per_policy"] for c in cca]
+        r["latents"] = {k: mean([q["pretrained"][k] for q in lat]) for k in ("latent_saturated",
+                                                                             "latent_instruction_share")}
+        r["latents"]["random_instruction_share"] = mean([q[a]["latent_instruction_share"] for q in lat for a in q
+                                                         if a.startswith("random")])
     res[arm] = r
 
 pct = lambda x: f"{100 * x:.1f}" if x == x else "nan"
@@ -206,7 +213,8 @@ for arm, r in res.items():
                     f"{' helps' if r['helps'] else ''}" if "diff_vs_scratch" in r else "-")
                  + f" | {pct(r['zero_shot']) if 'zero_shot' in r else '-'} |")
 lines += ["", "| arm | gate W | open-loop k=1..n | copy k=1..n | swap ratio | shuffle ratio | held-out CCA per family "
-          "(random init) | gate L |", "|---|---|---|---|---|---|---|---|"]
+          "(random init) | gate L | latents saturated | instruction share of latents (random init) |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
 for arm, r in res.items():
     if "gate_w" in r:
         w, c = r["gate_w"], r["cca"]
@@ -214,7 +222,9 @@ for arm, r in res.items():
         curve = lambda xs: "/".join(f"{v:.1f}" for v in xs)
         verdict = lambda x: "pass" if x == 1 else "fail"
         lines.append(f"| {arm} | {verdict(w['gate_w'])} | {curve(w['openloop_k'])} | {curve(w['copy_k'])} "
-                     f"| {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | {fams} | {verdict(r['gate_l_pass'])} |")
+                     f"| {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | {fams} | {verdict(r['gate_l_pass'])} "
+                     f"| {pct(r['latents']['latent_saturated'])}% | {pct(r['latents']['latent_instruction_share'])}% "
+                     f"({pct(r['latents']['random_instruction_share'])}%) |")
 lines.append(f"\n{args.seeds} seed(s) x {args.episodes} episodes per task x 10 tasks per arm; this invocation's wall "
              f"time {(time.time() - t0) / 60:.1f} min (finished runs are skipped); commands in {args.out}/commands.log")
 out = {"config": vars(args), "results": res, "wall_s": time.time() - t0}

@@ -337,6 +337,14 @@ class _Episodes(torch.utils.data.Dataset):
         return len(self.ep)
 
 
+def held_out(ep):
+    """Episode ids of windows ep (N,) -> boolean mask (N,) of a fixed random tenth of the episodes (at
+    least one), held out for eval metrics. Random, not every 10th: the toy world's episode k has task
+    k % 10, so every 10th episode would be one task and the held-out windows would share one instruction."""
+    eps = np.unique(ep)
+    return np.isin(ep, np.random.default_rng(0).permutation(eps)[:max(1, len(eps) // 10)])
+
+
 class PretrainWindows(_Episodes):
     """Action-free windows. Item: frames (chunk+1, 3, S, S) uint8 = frames t, t+s, .., t+chunk*s
     (s = frame_skip): frame t is the policy's input, all chunk+1 the world model's, whose latent k

@@ -42,7 +42,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from data import CAMERAS, DataError, MixtureBatches, PretrainWindows, StepBatches, find_episode_files
+from data import CAMERAS, DataError, MixtureBatches, PretrainWindows, StepBatches, find_episode_files, held_out
 from policies import (CKPT_VERSION, POLICY_SIZES, CheckpointError, check_device, claim_run_dir, clear_run_dir,
                       load_checkpoint, make_policy, open_run, save_checkpoint)
 from rssm import PRESETS, WorldModel, WorldModelConfig
@@ -207,9 +207,10 @@ if not args.wm_image_size and (image_size < 16 or image_size & (image_size - 1))
 
 
 def split(ds):
-    """Every 10th episode of a window set is held out: the eval metrics (gate W, the swap test) come
-    from episodes never trained on. -> (training Subset, held-out window indices into ds)."""
-    held = ds.ep % 10 == 9 if ds.ep.max() >= 9 else ds.ep == ds.ep.max()  # tiny sets: the last episode
+    """A fixed random tenth of a window set's episodes is held out (data.held_out): the eval metrics
+    (gate W, the swap test) come from episodes never trained on, of several tasks.
+    -> (training Subset, held-out window indices into ds)."""
+    held = held_out(ds.ep)
     if held.all():  # a single episode: nothing to hold out, the eval then sees training windows
         say(f"warning: one episode only, the eval metrics use training windows")
         held[:] = False

@@ -29,9 +29,12 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
         assert {"gate_w", "swap_ratio", "shuffle_ratio", "openloop_k", "copy_k"} <= set(w) and len(w["openloop_k"]) == 10
         assert {"overall", "put", "move", "remove", "take"} == set(out[arm]["cca"])
         assert {"heldout", "random_heldout", "insample"} == set(out[arm]["cca"]["put"]) and "gate_l_pass" in out[arm]
+        lat = out[arm]["latents"]
+        assert all(0 <= lat[k] <= 1 for k in ("latent_saturated", "latent_instruction_share", "random_instruction_share"))
     for arm in ARMS:  # the printed table names every arm, and the gate table every world-model arm
         assert f"| {arm} |" in r.stdout
     assert r.stdout.count("| wm_") == 6 and "gate W" in r.stdout and "held-out CCA" in r.stdout
+    assert "instruction share" in r.stdout
     # a rerun finds every run finished and only re-aggregates
     log = (tmp_path / "cmp" / "commands.log").read_text()
     r2 = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)

@@ -266,6 +266,16 @@ def test_step_batches_resume_and_ranks():
     assert ranks[0] + ranks[1] == first[1] and data.StepBatches(10, 4, seed=4).batch(0) != first[0]
 
 
+def test_held_out_spans_tasks_and_is_fixed():
+    ep = np.repeat(np.arange(500), 7)  # 500 episodes of 7 windows; the toy world's episode k has task k % 10
+    mask = data.held_out(ep)
+    held = np.unique(ep[mask])
+    assert len(held) == 50 and mask.sum() == 350  # whole episodes, a tenth of them
+    assert len(np.unique(held % 10)) >= 8  # many tasks; every 10th episode would be one task
+    assert np.array_equal(mask, data.held_out(ep))  # fixed: the same episodes in every run
+    assert data.held_out(np.zeros(5, int)).all() and data.held_out(np.repeat([3, 8], 2)).sum() == 2  # tiny sets: one
+
+
 # ----------------------------------------------------------------------------------------------
 # normalisation and embeddings
 

@@ -139,12 +139,23 @@ def test_finetune_resets_only_action_layer_then_evaluate_and_cca(work, pretraine
     b = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
     with torch.no_grad():
         z = policy_from_checkpoint(ck).eval().latent({"agentview": b["agentview"].float() / 255, "lang": b["lang"]})
-    z = z[b["mask"]]  # (M, d)
     pre = out["per_policy"]["pretrained"]
+    instr = np.array([ds.episodes[e]["instruction"] for e in ds.ep])  # (windows,)
+    zc = z.flatten(1).numpy()  # (windows, n*d): whole chunks, padding included
+    within = sum(((zc[instr == i] - zc[instr == i].mean(0)) ** 2).sum() for i in set(instr))
+    assert abs(pre["latent_instruction_share"] - (1 - within / ((zc - zc.mean(0)) ** 2).sum())) < 1e-4
+    z = z[b["mask"]]  # (M, d)
     assert abs(pre["latent_abs"] - z.abs().mean().item()) < 1e-5
     assert abs(pre["latent_saturated"] - (z.abs() > 0.99).float().mean().item()) < 1e-6
     assert out["per_policy"]["random_init_0"]["latent_saturated"] == 0.0  # a fresh tanh head is far from +-1
-    assert "latents: mean |z|" in open(work / "cca" / "cca.md").read()
+    assert "latents: mean |z|" in open(work / "cca" / "cca.md").read() and "instruction alone explains" in open(
+        work / "cca" / "cca.md").read()
+    # a policy whose chunk is the same for every window (the action layer's weights zeroed: tanh of its
+    # bias, which still differs across the chunk's steps) is reported as collapsed
+    ck["policy"]["head.4.weight"].zero_()
+    torch.save(ck, work / "flat.pt")
+    run(work, "cca.py", "--ckpt", "flat.pt", "--out_dir", "cca_flat", "--random_seeds", "0", "--device", "cpu")
+    assert "pretrained: latents collapsed, the same chunk for every window" in open(work / "cca_flat" / "cca.md").read()
 
 
 def _family():
@@ -285,6 +296,17 @@ def test_cca_recovers_planted_correlation():
     assert first_cca(np.zeros((100, 4)), rng.normal(size=(100, 3))) < 0.05
     x2 = np.concatenate([x[:, :2], np.ones((n, 1))], 1)
     assert abs(first_cca(x2, y) - first_cca(x[:, :2], y)) < 1e-3
+
+
+def test_instruction_share_tells_task_codes_from_motion():
+    from cca import instruction_share
+    rng = np.random.default_rng(0)
+    instr = rng.integers(10, size=2000)  # 10 instructions
+    code = rng.normal(size=(10, 30))[instr]  # latents that only say which task: one chunk per instruction
+    motion = rng.normal(size=(2000, 30))  # latents that change with every window
+    assert instruction_share(code, instr) > 0.999 and instruction_share(motion, instr) < 0.02
+    assert abs(instruction_share(code + motion, instr) - 0.5) < 0.05  # equal parts: half
+    assert np.isnan(instruction_share(np.ones((5, 3)), np.arange(5)))  # constant latents: no variance to explain
 
 
 def test_cca_heldout_by_episode_rejects_episode_looks_and_recovers_motion():
