@@ -153,7 +153,7 @@ def main():
         # collapse check: a chunk that barely varies across windows carries no information, whatever the
         # CCA says (pooled over the chunk's steps, a constant chunk still varies: a clock, not actions)
         spread = float(chunks.std(0).max())
-        if spread < 1e-3:  # a thousandth of the tanh range
+        if spread < 1e-3:  # a thousandth of the tanh range (the latents line says "collapsed" too)
             notes.append(f"{arm}: latents collapsed, the same chunk for every window (max std over windows "
                          f"{spread:.2e}); its CCA and instruction share are meaningless")
         groups = {"overall": np.ones(len(z), bool), **{f: fam == f for f in sorted(set(fam))}}
@@ -189,8 +189,9 @@ def main():
     pre = per["pretrained"]
     lines.append(f"latents: mean |z| {pre['latent_abs']:.3f}, |z| > 0.99 in {100 * pre['latent_saturated']:.1f}% "
                  f"(random init: {mean_of('latent_abs', rand):.3f}, {100 * mean_of('latent_saturated', rand):.1f}%); "
-                 f"the instruction alone explains {100 * pre['latent_instruction_share']:.1f}% of the latent chunks' variance "
-                 f"over windows (random init: {100 * mean_of('latent_instruction_share', rand):.1f}%)")
+                 + ("the same chunk for every window (collapsed)" if pre["latent_std"] < 1e-3 else
+                    f"the instruction alone explains {100 * pre['latent_instruction_share']:.1f}% of the latent chunks' "
+                    f"variance over windows (random init: {100 * mean_of('latent_instruction_share', rand):.1f}%)"))
     with open(os.path.join(out_dir, "cca.md"), "w") as f:
         f.write("\n".join(lines + notes) + "\n")
     print("\n".join(lines + notes))

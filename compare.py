@@ -22,7 +22,8 @@ same stage-2 seed and the same evaluation episodes):
 The supervised arms' zero-shot success (before stage 2) is reported too. For the world-model arms the
 table shows gate W (open-loop beats copying frame t at every horizon >= 2, held-out windows), the
 swap test, held-out CCA per family next to randomly initialised policies (gate L), and what the
-latents are: the share saturated at +-1 and the share of their variance the instruction alone explains.
+latents are: the share saturated at +-1, the share of their variance the instruction alone explains
+(over the seeds whose latents did not collapse) and how many collapsed to one chunk for every window.
 
 Evaluation episodes use toy seeds --eval_seed.. (never used while choosing the recipe; see README).
 Runs go to --out/<arm>/seed<s>/; a finished run is skipped on a rerun, so a killed comparison resumes.
@@ -197,10 +198,12 @@ for arm in arms:
         r["gate_l_pass"] = mean([c["gate_l_pass"] for c in cca])
         # what the latents are: saturated at the tanh's +-1, and how much of them the instruction alone explains
         lat = [c["per_policy"] for c in cca]
-        r["latents"] = {k: mean([q["pretrained"][k] for q in lat]) for k in ("latent_saturated",
-                                                                             "latent_instruction_share")}
-        r["latents"]["random_instruction_share"] = mean([q[a]["latent_instruction_share"] for q in lat for a in q
-                                                         if a.startswith("random")])
+        ok = [q for q in lat if q["pretrained"]["latent_std"] >= 1e-3]  # a collapsed chunk has no share to speak of
+        r["latents"] = {"latent_saturated": mean([q["pretrained"]["latent_saturated"] for q in lat]),
+                        "latent_instruction_share": mean([q["pretrained"]["latent_instruction_share"] for q in ok])
+                        if ok else float("nan"), "collapsed": len(lat) - len(ok),
+                        "random_instruction_share": mean([q[a]["latent_instruction_share"] for q in lat for a in q
+                                                          if a.startswith("random")])}
     res[arm] = r
 
 pct = lambda x: f"{100 * x:.1f}" if x == x else "nan"
@@ -213,8 +216,8 @@ for arm, r in res.items():
                     f"{' helps' if r['helps'] else ''}" if "diff_vs_scratch" in r else "-")
                  + f" | {pct(r['zero_shot']) if 'zero_shot' in r else '-'} |")
 lines += ["", "| arm | gate W | open-loop k=1..n | copy k=1..n | swap ratio | shuffle ratio | held-out CCA per family "
-          "(random init) | gate L | latents saturated | instruction share of latents (random init) |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          "(random init) | gate L | latents saturated | instruction share of latents (random init) | collapsed |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
 for arm, r in res.items():
     if "gate_w" in r:
         w, c = r["gate_w"], r["cca"]
@@ -224,7 +227,7 @@ for arm, r in res.items():
         lines.append(f"| {arm} | {verdict(w['gate_w'])} | {curve(w['openloop_k'])} | {curve(w['copy_k'])} "
                      f"| {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | {fams} | {verdict(r['gate_l_pass'])} "
                      f"| {pct(r['latents']['latent_saturated'])}% | {pct(r['latents']['latent_instruction_share'])}% "
-                     f"({pct(r['latents']['random_instruction_share'])}%) |")
+                     f"({pct(r['latents']['random_instruction_share'])}%) | {r['latents']['collapsed']} of {args.seeds} |")
 lines.append(f"\n{args.seeds} seed(s) x {args.episodes} episodes per task x 10 tasks per arm; this invocation's wall "
              f"time {(time.time() - t0) / 60:.1f} min (finished runs are skipped); commands in {args.out}/commands.log")
 out = {"config": vars(args), "results": res, "wall_s": time.time() - t0}

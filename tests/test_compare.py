@@ -31,6 +31,7 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
         assert {"heldout", "random_heldout", "insample"} == set(out[arm]["cca"]["put"]) and "gate_l_pass" in out[arm]
         lat = out[arm]["latents"]
         assert all(0 <= lat[k] <= 1 for k in ("latent_saturated", "latent_instruction_share", "random_instruction_share"))
+        assert lat["collapsed"] == 0  # 4 steps from random: the latents still vary
     for arm in ARMS:  # the printed table names every arm, and the gate table every world-model arm
         assert f"| {arm} |" in r.stdout
     assert r.stdout.count("| wm_") == 6 and "gate W" in r.stdout and "held-out CCA" in r.stdout
