@@ -581,7 +581,8 @@ def claim_run_dir(out_dir, resume, overwrite, create=False):
     (start again: see clear_run_dir). The lock is flock on the folder itself, so it writes nothing
     and the kernel releases it when the process ends, even on kill -9; a second run on the folder
     fails at once. Call it first without create (checks what exists, locks it if it exists), then
-    with create=True once the inputs are checked: a run writes nothing before."""
+    with create=True once the inputs are checked (a run writes nothing before): that also makes the
+    folder and clears it (clear_run_dir)."""
     try:
         if create:
             os.makedirs(out_dir, exist_ok=True)
@@ -616,6 +617,8 @@ def claim_run_dir(out_dir, resume, overwrite, create=False):
     if held and not (resume or overwrite):
         raise CheckpointError(f"--out_dir {out_dir}: holds a run already; pass --resume to continue it, "
                               "--overwrite to start again, or choose another --out_dir")
+    if create:
+        clear_run_dir(out_dir, overwrite)
 
 
 def clear_run_dir(out_dir, overwrite):

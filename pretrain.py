@@ -43,7 +43,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from data import CAMERAS, DataError, MixtureBatches, PretrainWindows, StepBatches, find_episode_files, held_out
-from policies import (CKPT_VERSION, POLICY_SIZES, CheckpointError, check_device, claim_run_dir, clear_run_dir,
+from policies import (CKPT_VERSION, POLICY_SIZES, CheckpointError, check_device, claim_run_dir,
                       load_checkpoint, make_policy, open_run, save_checkpoint)
 from rssm import PRESETS, WorldModel, WorldModelConfig
 
@@ -386,7 +386,6 @@ if master:  # the inputs are checked: now the run folder is made, locked and cle
         claim_run_dir(args.out_dir, args.resume, args.overwrite, create=True)
     except CheckpointError as e:
         fail(e)
-    clear_run_dir(args.out_dir, args.overwrite)
     log = open(os.path.join(args.out_dir, "log.jsonl"), "a")
 batches = iter(loader)
 bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master,
