@@ -153,7 +153,8 @@ def main():
         # collapse check: a chunk that barely varies across windows carries no information, whatever the
         # CCA says (pooled over the chunk's steps, a constant chunk still varies: a clock, not actions)
         spread = float(chunks.std(0).max())
-        if spread < 1e-3:  # a thousandth of the tanh range (the latents line says "collapsed" too)
+        collapsed = spread < 1e-3  # a thousandth of the tanh range
+        if collapsed:
             notes.append(f"{arm}: latents collapsed, the same chunk for every window (max std over windows "
                          f"{spread:.2e}); its CCA and instruction share are meaningless")
         groups = {"overall": np.ones(len(z), bool), **{f: fam == f for f in sorted(set(fam))}}
@@ -161,7 +162,7 @@ def main():
                         "insample": first_cca(z[m], a[m], args.ridge), "samples": int(m.sum()),
                         "episodes": len(np.unique(ep[m]))} for g, m in groups.items()}
         # saturation: a tanh head pinned at +-1 passes no gradient, and stage 2 starts from it
-        per[arm] |= {"latent_std": spread, "latent_abs": float(np.abs(z).mean()),
+        per[arm] |= {"latent_std": spread, "latent_collapsed": collapsed, "latent_abs": float(np.abs(z).mean()),
                      "latent_saturated": float((np.abs(z) > 0.99).mean()),
                      "latent_instruction_share": instruction_share(chunks, window_instruction)}
     groups = [g for g in per["pretrained"] if not g.startswith("latent_")]
@@ -189,7 +190,7 @@ def main():
     pre = per["pretrained"]
     lines.append(f"latents: mean |z| {pre['latent_abs']:.3f}, |z| > 0.99 in {100 * pre['latent_saturated']:.1f}% "
                  f"(random init: {mean_of('latent_abs', rand):.3f}, {100 * mean_of('latent_saturated', rand):.1f}%); "
-                 + ("the same chunk for every window (collapsed)" if pre["latent_std"] < 1e-3 else
+                 + ("the same chunk for every window (collapsed)" if pre["latent_collapsed"] else
                     f"the instruction alone explains {100 * pre['latent_instruction_share']:.1f}% of the latent chunks' "
                     f"variance over windows (random init: {100 * mean_of('latent_instruction_share', rand):.1f}%)"))
     with open(os.path.join(out_dir, "cca.md"), "w") as f:
