@@ -9,7 +9,7 @@ Decision rule, fixed before the runs: world-model pretraining (arm wm_source) he
 mean difference in success to scratch is >= 10 points and the 95% interval of that difference
 excludes 0. The same rule is reported for every arm.
 
-Arms (BAKU; every arm then runs the same stage 2 on the same 5 target demos per task, with the
+Arms (BAKU unless dp_; every arm then runs the same stage 2 on the same 5 target demos per task, with the
 same stage-2 seed and the same evaluation episodes):
     scratch      no pretraining
     oracle       supervised pretraining on 50 target demos per task WITH actions (gate O: the
@@ -19,6 +19,8 @@ same stage-2 seed and the same evaluation episodes):
     wm_target    world-model pretraining on target-domain video, no actions (no domain gap)
     wm_source    world-model pretraining on source-domain video, no actions (the method)
     wm_detach    as wm_source with --detach_latents (the authors' release: the policy gets no gradient)
+    dp_<arm>     the same arm with Diffusion Policy instead of BAKU (dp_scratch, dp_wm_target, ...); its
+                 paired difference is to dp_scratch
 The supervised arms' zero-shot success (before stage 2) is reported too. For the world-model arms the
 table shows gate W (open-loop beats copying frame t at every horizon >= 2, held-out windows), the
 swap test, held-out CCA per family next to randomly initialised policies (gate L), and what the
@@ -48,7 +50,8 @@ p.add_argument("--sup_steps", type=int, default=4000, help="supervised pretraini
 p.add_argument("--ft_steps", type=int, default=1500, help="stage-2 steps (every arm)")
 p.add_argument("--ft_lr", type=float, default=1e-3, help="stage-2 peak learning rate (every arm)")
 p.add_argument("--body_lr_scale", type=float, default=1.0, help="stage-2 lr multiplier below the action layer")
-p.add_argument("--arms", default="scratch,oracle,sup_source,wm_target,wm_source,wm_detach", help="comma list of arms")
+p.add_argument("--arms", default="scratch,oracle,sup_source,wm_target,wm_source,wm_detach,dp_scratch,dp_wm_target",
+               help="comma list of arms; dp_<arm> is <arm> with Diffusion Policy")
 p.add_argument("--jobs", type=int, default=2, help="runs at once, one torch thread each")
 p.add_argument("--out", default="runs/compare", help="run folder")
 args = p.parse_args()
@@ -62,8 +65,9 @@ for name, low in (("seeds", 1), ("episodes", 1), ("pretrain_steps", 0), ("sup_st
         sys.exit(f"error: --{name}: expected an integer >= {low}, got {getattr(args, name)}")
 if not all(math.isfinite(x) and x >= 0 for x in (args.ft_lr, args.body_lr_scale)):
     sys.exit(f"error: --ft_lr, --body_lr_scale: expected finite numbers >= 0, got {args.ft_lr}, {args.body_lr_scale}")
-if not set(arms) <= set(ARMS) or len(set(arms)) != len(arms):
-    sys.exit(f"error: --arms: expected some of {','.join(ARMS)} once each, got {args.arms!r}")
+base = lambda arm: arm[3:] if arm.startswith("dp_") else arm  # the BAKU arm a dp_ arm repeats
+if not all(base(a) in ARMS for a in arms) or len(set(arms)) != len(arms):
+    sys.exit(f"error: --arms: expected some of {','.join(ARMS)} (or dp_ before one) once each, got {args.arms!r}")
 py, env = sys.executable, dict(os.environ, OMP_NUM_THREADS="1")
 here = os.path.dirname(os.path.abspath(__file__))
 os.makedirs(args.out, exist_ok=True)
@@ -120,25 +124,26 @@ def evaluate(out, gifs):
 
 def stage1(key):
     arm, s = key
-    out = os.path.join(dirs[key], "pre")
-    if arm.startswith("wm_"):
-        run("pretrain.py", *pre[arm], "--seed", s, "--max_steps", args.pretrain_steps, "--out_dir", out, *tiny,
-            done=os.path.join(out, "DONE"))
-    elif arm in pre:  # supervised: finetune.py on labeled demos, then its zero-shot target success
-        run("finetune.py", *pre[arm], "--seed", s, "--max_steps", args.sup_steps, "--out_dir", out, *tiny,
-            done=os.path.join(out, "DONE"))
+    out, kind = os.path.join(dirs[key], "pre"), ["--policy", "diffusion" if arm.startswith("dp_") else "baku"]
+    if base(arm).startswith("wm_"):
+        run("pretrain.py", *pre[base(arm)], *kind, "--seed", s, "--max_steps", args.pretrain_steps, "--out_dir", out,
+            *tiny, done=os.path.join(out, "DONE"))
+    elif base(arm) in pre:  # supervised: finetune.py on labeled demos, then its zero-shot target success
+        run("finetune.py", *pre[base(arm)], *kind, "--seed", s, "--max_steps", args.sup_steps, "--out_dir", out,
+            *tiny, done=os.path.join(out, "DONE"))
         evaluate(out, gifs=0)
 
 
 def stage2(key):
     arm, s = key
-    init = [] if arm == "scratch" else ["--init", os.path.join(dirs[key], "pre", "ckpt.pt")]
+    init = (["--policy", "diffusion" if arm.startswith("dp_") else "baku"] if base(arm) == "scratch"
+            else ["--init", os.path.join(dirs[key], "pre", "ckpt.pt")])  # --init: the checkpoint says which policy
     out = os.path.join(dirs[key], "ft")
     run("finetune.py", "--data", os.path.join(toy, "target_demos.hdf5"), *init, "--seed", s, "--max_steps",
         args.ft_steps, "--lr", args.ft_lr, "--body_lr_scale", args.body_lr_scale, "--out_dir", out, *tiny,
         done=os.path.join(out, "DONE"))
     evaluate(out, gifs=1 if s == 0 else 0)
-    if arm.startswith("wm_"):  # CCA on the 50-per-task target demos
+    if base(arm).startswith("wm_"):  # CCA on the 50-per-task target demos
         cca = os.path.join(dirs[key], "cca")
         run("cca.py", "--ckpt", os.path.join(dirs[key], "pre", "ckpt.pt"), "--data", demos, "--out_dir", cca,
             done=os.path.join(cca, "cca.json"))
@@ -177,14 +182,15 @@ for arm in arms:
     ci = [min(max(c, 0.0), 1.0) if c == c else c for c in ci]  # rates lie in [0, 1] (nan: one seed, no interval)
     k, n = sum(e["successes"] for e in ev), sum(e["episodes"] for e in ev)
     r = {"success": m, "ci95_seeds": ci, "ci95_episodes": wilson(k, n), "per_seed": rates, "episodes": n}
-    if "scratch" in arms:
-        base = [load(dirs["scratch", s], "ft", "eval", "results.json")["overall"]["success_rate"] for s in seeds]
-        d, dci = t_interval([a - b for a, b in zip(rates, base)])
+    scratch = "dp_scratch" if arm.startswith("dp_") else "scratch"  # paired with the same policy's scratch arm
+    if scratch in arms:
+        ref = [load(dirs[scratch, s], "ft", "eval", "results.json")["overall"]["success_rate"] for s in seeds]
+        d, dci = t_interval([a - b for a, b in zip(rates, ref)])
         r |= {"diff_vs_scratch": d, "diff_ci95": dci, "helps": bool(d >= 0.10 and dci[0] > 0)}
-    if arm in ("oracle", "sup_source"):
+    if base(arm) in ("oracle", "sup_source"):
         r["zero_shot"] = t_interval([load(dirs[arm, s], "pre", "eval", "results.json")["overall"]["success_rate"]
                                      for s in seeds])[0]
-    if arm.startswith("wm_"):
+    if base(arm).startswith("wm_"):
         logs = [open(os.path.join(dirs[arm, s], "pre", "log.jsonl")).readlines() for s in seeds]
         evals = [[json.loads(l)["eval"] for l in rows if '"eval"' in l][-1] for rows in logs]  # the final eval
         cca = [load(dirs[arm, s], "cca", "cca.json") for s in seeds]
@@ -207,7 +213,7 @@ for arm in arms:
     res[arm] = r
 
 pct = lambda x: f"{100 * x:.1f}" if x == x else "nan"
-lines = [f"| arm | success % [95% over seeds] [95% over episodes] | paired diff to scratch [95%] | zero-shot % |",
+lines = [f"| arm | success % [95% over seeds] [95% over episodes] | paired diff to scratch (dp_: to dp_scratch) [95%] | zero-shot % |",
          "|---|---|---|---|"]
 for arm, r in res.items():
     lines.append(f"| {arm} | {pct(r['success'])} [{pct(r['ci95_seeds'][0])}, {pct(r['ci95_seeds'][1])}] "
@@ -226,7 +232,8 @@ for arm, r in res.items():
         verdict = lambda x: "pass" if x == 1 else "fail"
         lines.append(f"| {arm} | {verdict(w['gate_w'])} | {curve(w['openloop_k'])} | {curve(w['copy_k'])} "
                      f"| {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | {fams} | {verdict(r['gate_l_pass'])} "
-                     f"| {pct(r['latents']['latent_saturated'])}% | {pct(r['latents']['latent_instruction_share'])}% "
+                     f"| {'-' if arm.startswith('dp_') else pct(r['latents']['latent_saturated']) + '%'} "  # DP: no tanh
+                     f"| {pct(r['latents']['latent_instruction_share'])}% "
                      f"({pct(r['latents']['random_instruction_share'])}%) | {r['latents']['collapsed']} of {args.seeds} |")
 lines.append(f"\n{args.seeds} seed(s) x {args.episodes} episodes per task x 10 tasks per arm; this invocation's wall "
              f"time {(time.time() - t0) / 60:.1f} min (finished runs are skipped); commands in {args.out}/commands.log")

@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 
+import torch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-ARMS = ["scratch", "oracle", "sup_source", "wm_target", "wm_source", "wm_detach"]
+ARMS = ["scratch", "oracle", "sup_source", "wm_target", "wm_source", "wm_detach", "dp_scratch", "dp_wm_target"]
 
 
 def test_compare_quick_reports_every_arm_and_gate(tmp_path):
@@ -21,12 +23,13 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     for arm, res in out.items():
         assert 0 <= res["success"] <= 1 and res["episodes"] == 2 * 10 and "diff_vs_scratch" in res
         assert all(0 <= x <= 1 for x in res["ci95_episodes"])
-    assert out["scratch"]["diff_vs_scratch"] == 0
+    assert out["scratch"]["diff_vs_scratch"] == 0 and out["dp_scratch"]["diff_vs_scratch"] == 0
     for arm in ("oracle", "sup_source"):
         assert 0 <= out[arm]["zero_shot"] <= 1
-    for arm in ("wm_target", "wm_source", "wm_detach"):
+    for arm in ("wm_target", "wm_source", "wm_detach", "dp_wm_target"):
         w = out[arm]["gate_w"]
-        assert {"gate_w", "swap_ratio", "shuffle_ratio", "openloop_k", "copy_k"} <= set(w) and len(w["openloop_k"]) == 10
+        n = 16 if arm.startswith("dp_") else 10  # the policy's chunk: DP 16, BAKU 10
+        assert {"gate_w", "swap_ratio", "shuffle_ratio", "openloop_k", "copy_k"} <= set(w) and len(w["openloop_k"]) == n
         assert {"overall", "put", "move", "remove", "take"} == set(out[arm]["cca"])
         assert {"heldout", "random_heldout", "insample"} == set(out[arm]["cca"]["put"]) and "gate_l_pass" in out[arm]
         lat = out[arm]["latents"]
@@ -34,8 +37,14 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
         assert lat["collapsed"] == 0  # 4 steps from random: the latents still vary
     for arm in ARMS:  # the printed table names every arm, and the gate table every world-model arm
         assert f"| {arm} |" in r.stdout
-    assert r.stdout.count("| wm_") == 6 and "gate W" in r.stdout and "held-out CCA" in r.stdout
+    assert r.stdout.count("| wm_") == 6 and r.stdout.count("| dp_wm_target |") == 2
+    assert "gate W" in r.stdout and "held-out CCA" in r.stdout
     assert "instruction share" in r.stdout
+    for arm, stages in (("scratch", ["ft"]), ("wm_target", ["pre", "ft"]), ("dp_scratch", ["ft"]),
+                        ("dp_wm_target", ["pre", "ft"])):  # a dp_ arm trains Diffusion Policy in every stage
+        for stage in stages:
+            ckpt = torch.load(tmp_path / "cmp" / arm / "seed0" / stage / "ckpt.pt", weights_only=True)
+            assert ckpt["policy_config"]["kind"] == ("diffusion" if arm.startswith("dp_") else "baku")
     # a rerun finds every run finished and only re-aggregates
     log = (tmp_path / "cmp" / "commands.log").read_text()
     r2 = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
