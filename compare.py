@@ -204,7 +204,7 @@ for arm in arms:
         r["gate_l_pass"] = mean([c["gate_l_pass"] for c in cca])
         # what the latents are: saturated at the tanh's +-1, and how much of them the instruction alone explains
         lat = [c["per_policy"] for c in cca]
-        ok = [q for q in lat if q["pretrained"]["latent_std"] >= 1e-3]  # a collapsed chunk has no share to speak of
+        ok = [q for q in lat if not q["pretrained"]["latent_collapsed"]]  # a collapsed chunk has no share to speak of
         r["latents"] = {"latent_saturated": mean([q["pretrained"]["latent_saturated"] for q in lat]),
                         "latent_instruction_share": mean([q["pretrained"]["latent_instruction_share"] for q in ok])
                         if ok else float("nan"), "collapsed": len(lat) - len(ok),
