@@ -1,8 +1,8 @@
 """
 Does world-model pretraining help? Every pretraining arm through the same stage 2, paired by seed.
 
-    python compare.py --quick      # ~10 min on 2 CPU cores: 1 seed, tiny budgets; checks the pipeline, not the science
-    python compare.py              # the pre-registered run: 5 seeds, 50 episodes per task (~1.5 h on 2 CPU cores)
+    python compare.py --quick      # ~2 min on 2 CPU cores: 1 seed, tiny budgets; checks the pipeline, not the science
+    python compare.py              # the pre-registered run: 5 seeds, 50 episodes per task (~2.5 h on 2 CPU cores)
     python compare.py --jobs 8     # as many runs at once as you have cores (each uses one torch thread)
 
 Decision rule, fixed before the runs: world-model pretraining (arm wm_source) helps if its paired
