@@ -9,8 +9,8 @@ Decision rule, fixed before the runs: world-model pretraining (arm wm_source) he
 mean difference in success to scratch is >= 10 points and the 95% interval of that difference
 excludes 0. The same rule is reported for every arm.
 
-Arms (BAKU unless dp_; every arm then runs the same stage 2 on the same 5 target demos per task, with the
-same stage-2 seed and the same evaluation episodes):
+Arms (BAKU unless dp_; every arm then runs the same stage 2 on the same 5 target demos per task,
+with the same stage-2 seed and the same evaluation episodes):
     scratch      no pretraining
     oracle       supervised pretraining on 50 target demos per task WITH actions (gate O: the
                  recipe must let it beat scratch, or no pretraining can show)
@@ -66,6 +66,7 @@ for name, low in (("seeds", 1), ("episodes", 1), ("pretrain_steps", 0), ("sup_st
 if not all(math.isfinite(x) and x >= 0 for x in (args.ft_lr, args.body_lr_scale)):
     sys.exit(f"error: --ft_lr, --body_lr_scale: expected finite numbers >= 0, got {args.ft_lr}, {args.body_lr_scale}")
 base = lambda arm: arm[3:] if arm.startswith("dp_") else arm  # the BAKU arm a dp_ arm repeats
+policy = lambda arm: ["--policy", "diffusion" if arm.startswith("dp_") else "baku"]  # for stage scripts that build one
 if not all(base(a) in ARMS for a in arms) or len(set(arms)) != len(arms):
     sys.exit(f"error: --arms: expected some of {','.join(ARMS)} (or dp_ before one) once each, got {args.arms!r}")
 py, env = sys.executable, dict(os.environ, OMP_NUM_THREADS="1")
@@ -124,19 +125,19 @@ def evaluate(out, gifs):
 
 def stage1(key):
     arm, s = key
-    out, kind = os.path.join(dirs[key], "pre"), ["--policy", "diffusion" if arm.startswith("dp_") else "baku"]
+    out = os.path.join(dirs[key], "pre")
     if base(arm).startswith("wm_"):
-        run("pretrain.py", *pre[base(arm)], *kind, "--seed", s, "--max_steps", args.pretrain_steps, "--out_dir", out,
-            *tiny, done=os.path.join(out, "DONE"))
+        run("pretrain.py", *pre[base(arm)], *policy(arm), "--seed", s, "--max_steps", args.pretrain_steps,
+            "--out_dir", out, *tiny, done=os.path.join(out, "DONE"))
     elif base(arm) in pre:  # supervised: finetune.py on labeled demos, then its zero-shot target success
-        run("finetune.py", *pre[base(arm)], *kind, "--seed", s, "--max_steps", args.sup_steps, "--out_dir", out,
+        run("finetune.py", *pre[base(arm)], *policy(arm), "--seed", s, "--max_steps", args.sup_steps, "--out_dir", out,
             *tiny, done=os.path.join(out, "DONE"))
         evaluate(out, gifs=0)
 
 
 def stage2(key):
     arm, s = key
-    init = (["--policy", "diffusion" if arm.startswith("dp_") else "baku"] if base(arm) == "scratch"
+    init = (policy(arm) if base(arm) == "scratch"
             else ["--init", os.path.join(dirs[key], "pre", "ckpt.pt")])  # --init: the checkpoint says which policy
     out = os.path.join(dirs[key], "ft")
     run("finetune.py", "--data", os.path.join(toy, "target_demos.hdf5"), *init, "--seed", s, "--max_steps",
@@ -213,8 +214,8 @@ for arm in arms:
     res[arm] = r
 
 pct = lambda x: f"{100 * x:.1f}" if x == x else "nan"
-lines = [f"| arm | success % [95% over seeds] [95% over episodes] | paired diff to scratch (dp_: to dp_scratch) [95%] | zero-shot % |",
-         "|---|---|---|---|"]
+lines = ["| arm | success % [95% over seeds] [95% over episodes] | paired diff to scratch (dp_: to dp_scratch) [95%] "
+         "| zero-shot % |", "|---|---|---|---|"]
 for arm, r in res.items():
     lines.append(f"| {arm} | {pct(r['success'])} [{pct(r['ci95_seeds'][0])}, {pct(r['ci95_seeds'][1])}] "
                  f"[{pct(r['ci95_episodes'][0])}, {pct(r['ci95_episodes'][1])}] | "
@@ -230,10 +231,10 @@ for arm, r in res.items():
         fams = ", ".join(f"{g} {c[g]['heldout']:.2f} ({c[g]['random_heldout']:.2f})" for g in c)
         curve = lambda xs: "/".join(f"{v:.1f}" for v in xs)
         verdict = lambda x: "pass" if x == 1 else "fail"
+        sat = "-" if arm.startswith("dp_") else pct(r["latents"]["latent_saturated"]) + "%"  # DP's latents: no tanh
         lines.append(f"| {arm} | {verdict(w['gate_w'])} | {curve(w['openloop_k'])} | {curve(w['copy_k'])} "
                      f"| {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | {fams} | {verdict(r['gate_l_pass'])} "
-                     f"| {'-' if arm.startswith('dp_') else pct(r['latents']['latent_saturated']) + '%'} "  # DP: no tanh
-                     f"| {pct(r['latents']['latent_instruction_share'])}% "
+                     f"| {sat} | {pct(r['latents']['latent_instruction_share'])}% "
                      f"({pct(r['latents']['random_instruction_share'])}%) | {r['latents']['collapsed']} of {args.seeds} |")
 lines.append(f"\n{args.seeds} seed(s) x {args.episodes} episodes per task x 10 tasks per arm; this invocation's wall "
              f"time {(time.time() - t0) / 60:.1f} min (finished runs are skipped); commands in {args.out}/commands.log")

@@ -40,8 +40,9 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     assert r.stdout.count("| wm_") == 6 and r.stdout.count("| dp_wm_target |") == 2
     assert "gate W" in r.stdout and "held-out CCA" in r.stdout
     assert "instruction share" in r.stdout
+    # a dp_ arm trains Diffusion Policy in every stage, the others BAKU
     for arm, stages in (("scratch", ["ft"]), ("wm_target", ["pre", "ft"]), ("dp_scratch", ["ft"]),
-                        ("dp_wm_target", ["pre", "ft"])):  # a dp_ arm trains Diffusion Policy in every stage
+                        ("dp_wm_target", ["pre", "ft"])):
         for stage in stages:
             ckpt = torch.load(tmp_path / "cmp" / arm / "seed0" / stage / "ckpt.pt", weights_only=True)
             assert ckpt["policy_config"]["kind"] == ("diffusion" if arm.startswith("dp_") else "baku")
