@@ -46,7 +46,16 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
         for stage in stages:
             ckpt = torch.load(tmp_path / "cmp" / arm / "seed0" / stage / "ckpt.pt", weights_only=True)
             assert ckpt["policy_config"]["kind"] == ("diffusion" if arm.startswith("dp_") else "baku")
-    # a rerun finds every run finished and only re-aggregates
+    # a rerun finds every run finished and only re-aggregates; with planted success rates (the quick
+    # runs all score 0) it shows each arm paired with its own policy's scratch arm
     log = (tmp_path / "cmp" / "commands.log").read_text()
+    for arm, rate in (("scratch", 0.1), ("wm_target", 0.15), ("dp_scratch", 0.5), ("dp_wm_target", 0.3)):
+        path = tmp_path / "cmp" / arm / "seed0" / "ft" / "eval" / "results.json"
+        res = json.loads(path.read_text())
+        res["overall"]["success_rate"] = rate
+        path.write_text(json.dumps(res))
     r2 = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0 and (tmp_path / "cmp" / "commands.log").read_text() == log
+    out = json.load(open(tmp_path / "cmp" / "compare.json"))["results"]
+    assert abs(out["wm_target"]["diff_vs_scratch"] - 0.05) < 1e-9
+    assert abs(out["dp_wm_target"]["diff_vs_scratch"] + 0.2) < 1e-9
