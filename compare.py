@@ -22,9 +22,9 @@ with the same stage-2 seed and the same evaluation episodes):
     dp_<arm>     the same arm with Diffusion Policy instead of BAKU (dp_scratch, dp_wm_target, ...); its
                  paired difference is to dp_scratch
 The supervised arms' zero-shot success (before stage 2) is reported too. For the world-model arms the
-table shows gate W (open-loop beats copying frame t at every horizon >= 2, held-out windows), the
-swap test, held-out CCA per family next to randomly initialised policies (gate L), and what the
-latents are: the share saturated at +-1, the share of their variance the instruction alone explains
+table shows gate W's numbers (open-loop beats copying frame t at every horizon >= 2, held-out windows;
+its other half is the rollout pictures, which no number checks: look at them), the swap test,
+held-out CCA per family next to randomly initialised policies (gate L), and what the latents are: the share saturated at +-1, the share of their variance the instruction alone explains
 (over the seeds whose latents did not collapse) and how many collapsed to one chunk for every window.
 
 Evaluation episodes use toy seeds --eval_seed.. (never used while choosing the recipe; see README).
@@ -222,7 +222,7 @@ for arm, r in res.items():
                  + (f"{pct(r['diff_vs_scratch'])} [{pct(r['diff_ci95'][0])}, {pct(r['diff_ci95'][1])}]"
                     f"{' helps' if r['helps'] else ''}" if "diff_vs_scratch" in r else "-")
                  + f" | {pct(r['zero_shot']) if 'zero_shot' in r else '-'} |")
-lines += ["", "| arm | gate W | open-loop k=1..n | copy k=1..n | swap ratio | shuffle ratio | held-out CCA per family "
+lines += ["", "| arm | gate W numbers | open-loop k=1..n | copy k=1..n | swap ratio | shuffle ratio | held-out CCA per family "
           "(random init) | gate L | latents saturated | instruction share of latents (random init) | collapsed |",
           "|---|---|---|---|---|---|---|---|---|---|---|"]
 for arm, r in res.items():
