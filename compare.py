@@ -24,8 +24,9 @@ with the same stage-2 seed and the same evaluation episodes):
 The supervised arms' zero-shot success (before stage 2) is reported too. For the world-model arms the
 table shows gate W's numbers (open-loop beats copying frame t at every horizon >= 2, held-out windows;
 its other half is the rollout pictures, which no number checks: look at them), the swap test,
-held-out CCA per family next to randomly initialised policies (gate L), and what the latents are: the share saturated at +-1, the share of their variance the instruction alone explains
-(over the seeds whose latents did not collapse) and how many collapsed to one chunk for every window.
+held-out CCA per family next to randomly initialised policies (gate L), and what the latents are:
+the share saturated at +-1, the share of their variance the instruction alone explains (over the
+seeds whose latents did not collapse) and how many collapsed to one chunk for every window.
 
 Evaluation episodes use toy seeds --eval_seed.. (never used while choosing the recipe; see README).
 Runs go to --out/<arm>/seed<s>/; a finished run is skipped on a rerun, so a killed comparison resumes.
@@ -222,8 +223,9 @@ for arm, r in res.items():
                  + (f"{pct(r['diff_vs_scratch'])} [{pct(r['diff_ci95'][0])}, {pct(r['diff_ci95'][1])}]"
                     f"{' helps' if r['helps'] else ''}" if "diff_vs_scratch" in r else "-")
                  + f" | {pct(r['zero_shot']) if 'zero_shot' in r else '-'} |")
-lines += ["", "| arm | gate W numbers | open-loop k=1..n | copy k=1..n | swap ratio | shuffle ratio | held-out CCA per family "
-          "(random init) | gate L | latents saturated | instruction share of latents (random init) | collapsed |",
+lines += ["", "| arm | gate W numbers | open-loop k=1..n | copy k=1..n | swap ratio | shuffle ratio | held-out CCA "
+          "per family (random init) | gate L | latents saturated | instruction share of latents (random init) "
+          "| collapsed |",
           "|---|---|---|---|---|---|---|---|---|---|---|"]
 for arm, r in res.items():
     if "gate_w" in r:
