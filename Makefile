@@ -30,5 +30,8 @@ demo: install
 	$(PY) evaluate.py --ckpt $(RUNS)/scratch/ckpt.pt
 	$(PY) cca.py --ckpt $(RUNS)/pretrain/ckpt.pt
 
-test: install
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
+# the tests also need requirements-test.txt: wandb, optional for users (--wandb), run offline by tests/test_tracking.py,
+# and pytest-xdist: two worker processes, each test file on one of them (its module fixtures built once)
+test:
+	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile tests

@@ -12,6 +12,11 @@ Groups:
     wm        world-model forward+backward ms/step: 1m at 64x64 batch 16 x 10 steps; 12m at 128x128 batch 8
     policy    BAKU and DP forward+backward ms/step at batch 32, 64 and 128 px, small and default widths
     pretrain  one joint stage-1 step (small BAKU + 1m world model, 64 px, batch 32, chunk 10)
+    stage1    the stage-1 step as pretrain.py ships it (frame-t context, --openloop_weight 1; a linear
+              stand-in policy from the instruction, batch 8, 10-step windows) for the 2m and 25m world
+              models at 64 and 128 px: the whole step (forward, backward, clip, AdamW) and each part of it
+              (forward only: encoder, posterior rollout without the encoder, prior rollout, decoder for
+              the reconstruction and for the open-loop frames; backward; clip + optimizer)
     libero    LIBERO-Object env steps/s (all processes together) with 1 and 2 simulator processes, for
               the fast render path (agentview only, MSAA off: evaluation's default) and the default one
               (agentview + wrist, MSAA on), and the wall time of a 10-task x 10-episode LIBERO-Object
@@ -29,13 +34,17 @@ import time
 import numpy as np
 import torch
 
+from run import setup_process
+
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-p.add_argument("--only", default="toyworld,data,wm,policy,pretrain", help="comma list of groups to run")
+p.add_argument("--only", default="toyworld,data,wm,policy,pretrain,stage1", help="comma list of groups to run")
 p.add_argument("--iters", type=int, default=10, help="timed repetitions per measurement (median reported)")
 p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
 p.add_argument("--device", default="cpu", help="cpu | cuda")
+p.add_argument("--stage1_sizes", default="2m,25m", help="world-model presets the stage1 group times")
 p.add_argument("--out", default="bench.json", help="where the JSON goes (also printed)")
 args = p.parse_args()
+setup_process()  # as the stage scripts run: a warm allocator on CPU (run.setup_process)
 if args.threads:
     torch.set_num_threads(args.threads)
 device = torch.device(args.device)
@@ -124,6 +133,46 @@ if "pretrain" in groups:
         z = pol.latent({"agentview": frames[:, 0], "lang": lang})  # (B, n, 7)
         wm.loss(frames, z, openloop_weight=1.0).loss.backward()
     results["pretrain_step_small_baku_1m_64px_b32_ms"] = 1000 * timed(step)
+
+if "stage1" in groups:
+    from rssm import WorldModel, WorldModelConfig
+    for size in args.stage1_sizes.split(","):
+        for img in (64, 128):
+            torch.manual_seed(0)
+            wm = WorldModel(WorldModelConfig(size=size, image_size=img, action_dim=7), verbose=False).to(device)
+            pol = torch.nn.Linear(384, 10 * 7).to(device)  # stand-in policy: instruction -> 10 latents of 7
+            params = list(wm.parameters()) + list(pol.parameters())
+            opt = torch.optim.AdamW(params, lr=1e-4, fused=True)  # as pretrain.py
+            frames = torch.rand(8, 11, 3, img, img, device=device)  # (B, n+1, 3, H, W)
+            lang = torch.randn(8, 384, device=device)
+            z = lambda: pol(lang).view(8, 10, 7)  # (B, n, A)
+            key = f"stage1_{size}_{img}px_b8"
+
+            def forward():
+                return wm.loss(frames, z(), openloop_weight=1.0).loss
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                forward().backward()
+                torch.nn.utils.clip_grad_norm_(params, 100.0)
+                opt.step()
+            results[f"{key}_step_ms"] = 1000 * timed(step)
+            with torch.no_grad():  # the parts, forward only, on the same inputs
+                flat = frames.flatten(0, 1)  # (B*(n+1), 3, H, W)
+                st = wm.observe(frames, z())
+                start = dict(deter=st["deter"][:, 0], stoch=st["stoch"][:, 0])
+                im = wm.imagine(start, z())
+                enc = timed(lambda: wm.encoder.maps(flat))
+                parts = {"encoder": enc, "posterior_rollout": timed(lambda: wm.observe(frames, z())) - enc,
+                         "prior_rollout": timed(lambda: wm.imagine(start, z())),
+                         "decoder_recon": timed(lambda: wm.decode(st, st["ctx"])),
+                         "decoder_openloop": timed(lambda: wm.decode(im, st["ctx"])),
+                         "forward": timed(forward)}
+            opt.zero_grad(set_to_none=True)
+            loss = forward()
+            parts["backward"] = timed(lambda: loss.backward(retain_graph=True))
+            parts["clip_and_optimizer"] = timed(lambda: (torch.nn.utils.clip_grad_norm_(params, 100.0), opt.step()))
+            results.update({f"{key}_{k}_ms": 1000 * v for k, v in parts.items()})
 
 if "libero" in groups:
     import libero_sim

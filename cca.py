@@ -32,8 +32,9 @@ import sys
 import numpy as np
 import torch
 
-from data import DataError, DemoWindows, find_episode_files
-from policies import CheckpointError, check_device, load_checkpoint, make_policy, policy_from_checkpoint
+from data import DataError, DemoWindows, check_out_dir, find_episode_files
+from policies import make_policy
+from run import CheckpointError, check_device, load_checkpoint, policy_from_checkpoint, setup_process
 
 
 def cca_fit(x, y, ridge=1e-3):
@@ -115,6 +116,7 @@ def main():
     p.add_argument("--out_dir", default="", help="where cca.json/cca.md go (default: <ckpt dir>/cca)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     args = p.parse_args()
+    setup_process()  # line-buffered log lines; on CPU, a warm allocator
     for name, low in (("batch_size", 1), ("random_seeds", 0)):  # bad flags: one line, before anything runs
         if getattr(args, name) < low:
             sys.exit(f"error: --{name}: expected an integer >= {low}, got {getattr(args, name)}")
@@ -126,11 +128,8 @@ def main():
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
     out_dir = args.out_dir or os.path.join(os.path.dirname(os.path.abspath(args.ckpt)), "cca")
-    there = os.path.abspath(out_dir)
-    while not os.path.exists(there):  # the results must have somewhere to go before the work starts
-        there = os.path.dirname(there)
-    if not (os.path.isdir(there) and os.access(there, os.W_OK)):
-        sys.exit(f"error: --out_dir {out_dir}: expected a folder this user can write, got a path through {there}")
+    if why := check_out_dir("--out_dir", out_dir):  # the results must have somewhere to go before the work starts
+        sys.exit(f"error: {why}")
     try:
         ckpt = load_checkpoint(args.ckpt, kind="pretrain")
         paths = find_episode_files("data/toy/target_demos.hdf5" if args.data == "toy" else args.data)

@@ -30,7 +30,12 @@ seeds whose latents did not collapse) and how many collapsed to one chunk for ev
 
 Evaluation episodes use toy seeds --eval_seed.. (never used while choosing the recipe; see README).
 Runs go to --out/<arm>/seed<s>/; a finished run is skipped on a rerun, so a killed comparison resumes.
-Results: --out/compare.json and compare.md (also printed).
+Results: --out/compare.json and compare.md (also printed), and compare.png (matplotlib): success per
+arm with its 95% interval over seeds and the paired difference to scratch with its 95% interval, one
+column per policy. The plot of a finished comparison, from its compare.json alone (runs nothing):
+    python compare.py --plot results/toy_compare.json --out_png assets/toy_compare.png
+With --wandb (pip install wandb; not in requirements.txt), one Weights & Biases run gets the flags,
+success/<arm> and diff_vs_scratch/<arm>, the table and the plot (the stage runs are not logged).
 """
 import argparse
 import json
@@ -42,8 +47,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-p.add_argument("--quick", action="store_true", help="tiny budgets, 1 seed, 2 episodes per task: a pipeline check")
-p.add_argument("--seeds", type=int, default=5, help="seeds per arm (pretraining and stage-2 seed)")
+p.add_argument("--quick", action="store_true", help="tiny budgets, 2 episodes per task, 1 seed unless --seeds: a "
+               "pipeline check")
+p.add_argument("--seeds", type=int, default=None, help="seeds per arm (pretraining and stage-2 seed; default 5)")
 p.add_argument("--episodes", type=int, default=50, help="evaluation episodes per task")
 p.add_argument("--eval_seed", type=int, default=0, help="first toy seed of the evaluation episodes")
 p.add_argument("--pretrain_steps", type=int, default=1500, help="world-model pretraining steps")
@@ -55,9 +61,17 @@ p.add_argument("--arms", default="scratch,oracle,sup_source,wm_target,wm_source,
                help="comma list of arms; dp_<arm> is <arm> with Diffusion Policy")
 p.add_argument("--jobs", type=int, default=2, help="runs at once, one torch thread each")
 p.add_argument("--out", default="runs/compare", help="run folder")
+p.add_argument("--plot", default="", help="only draw the plot of a finished comparison's compare.json, run nothing")
+p.add_argument("--out_png", default="", help="with --plot: where the plot goes (default: beside it, .json -> .png)")
+p.add_argument("--wandb", action="store_true", help="also log the table and plot to Weights & Biases (pip install "
+               "wandb; offline: WANDB_MODE=offline); the stage runs themselves are not logged")
+p.add_argument("--wandb_project", default="lawm", help="wandb project")
+p.add_argument("--wandb_name", default="", help="wandb run name (default: the --out folder's name)")
 args = p.parse_args()
+sys.stdout.reconfigure(line_buffering=True)  # each line reaches a pipe or a log file when printed
 if args.quick:
-    args.seeds, args.episodes, args.pretrain_steps, args.sup_steps, args.ft_steps = 1, 2, 4, 4, 4
+    args.episodes, args.pretrain_steps, args.sup_steps, args.ft_steps = 2, 4, 4, 4
+args.seeds = args.seeds if args.seeds is not None else 1 if args.quick else 5
 arms = args.arms.split(",")
 ARMS = ("scratch", "oracle", "sup_source", "wm_target", "wm_source", "wm_detach")
 for name, low in (("seeds", 1), ("episodes", 1), ("pretrain_steps", 0), ("sup_steps", 0), ("ft_steps", 0),
@@ -70,6 +84,67 @@ base = lambda arm: arm[3:] if arm.startswith("dp_") else arm  # the BAKU arm a d
 policy = lambda arm: ["--policy", "diffusion" if arm.startswith("dp_") else "baku"]  # for stage scripts that build one
 if not all(base(a) in ARMS for a in arms) or len(set(arms)) != len(arms):
     sys.exit(f"error: --arms: expected some of {','.join(ARMS)} (or dp_ before one) once each, got {args.arms!r}")
+if args.wandb:  # imported only when asked for: without --wandb no wandb code is loaded
+    try:
+        import wandb
+    except ImportError:
+        sys.exit("error: --wandb: the wandb package is not installed (pip install wandb)")
+
+
+def plot(res, path):
+    """compare.png: per policy (a column), success per arm with its 95% interval over seeds (top) and the
+    paired difference to that policy's scratch arm with its 95% interval (bottom; dashed: the +10-point
+    bar of the decision rule). One seed has no interval: the points stand alone."""
+    import matplotlib
+    matplotlib.use("Agg")  # draws to a file; no display needed
+    import matplotlib.pyplot as plt
+    cols = [(title, [a for a in res if a.startswith("dp_") == dp]) for title, dp in (("BAKU", False),
+                                                                                  ("Diffusion Policy", True))]
+    cols = [(title, names) for title, names in cols if names]
+    fig, axes = plt.subplots(2, len(cols), figsize=(2.5 + 0.9 * len(res), 7), sharey="row", squeeze=False,
+                             gridspec_kw={"width_ratios": [len(names) for _, names in cols]})
+    for c, (title, names) in enumerate(cols):
+        for row, key, ci in ((0, "success", "ci95_seeds"), (1, "diff_vs_scratch", "diff_ci95")):
+            ax, x = axes[row, c], range(len(names))
+            ref = lambda a: row == 1 and base(a) == "scratch"  # the reference arm's difference is 0 by definition
+            m = [float("nan") if ref(a) else 100 * res[a].get(key, float("nan")) for a in names]
+            lo = [100 * res[a][ci][0] if ci in res[a] and not ref(a) else float("nan") for a in names]
+            hi = [100 * res[a][ci][1] if ci in res[a] and not ref(a) else float("nan") for a in names]
+            color = ["tab:green" if res[a].get("helps") else "tab:gray" if row else "tab:blue" for a in names]
+            if row == 0:
+                ax.bar(x, m, color=color, alpha=0.35)
+            else:
+                ax.axhline(0, color="black", lw=0.8)
+                ax.axhline(10, color="tab:green", lw=0.8, ls="--")
+            for i in x:
+                ax.errorbar(i, m[i], yerr=[[m[i] - lo[i]], [hi[i] - m[i]]], fmt="o", color=color[i], capsize=4)
+                if m[i] == m[i]:
+                    ax.annotate(f"{m[i]:.1f}", (i, m[i]), textcoords="offset points", xytext=(6, 0), ha="left",
+                                va="center", fontsize=8)
+            ax.set_xticks(list(x), [("(ref) " if ref(a) else "") + a for a in names], rotation=30, ha="right")
+            ax.grid(axis="y", alpha=0.3)
+            ax.set_xlim(-0.6, len(names) - 0.4)  # both rows alike, though the reference has no point below
+            ax.margins(y=0.15)  # whisker caps clear of the frame
+        axes[0, c].set_title(title)
+    axes[0, 0].set_ylabel("success % (95% over seeds)")
+    axes[1, 0].set_ylabel("paired diff to scratch, points (95%)")
+    fig.suptitle("green: helps (paired diff >= 10 points, dashed line, and its 95% interval excludes 0)", fontsize=10)
+    fig.tight_layout()
+    tmp = f"{path}.{os.getpid()}.tmp.png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+if args.plot:  # only the picture of a finished comparison: nothing runs
+    out_png = args.out_png or os.path.splitext(args.plot)[0] + ".png"
+    try:
+        res = json.load(open(args.plot))["results"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"error: --plot {args.plot}: expected a compare.json written by compare.py ({type(e).__name__})")
+    plot(res, out_png)
+    print(f"wrote {out_png}")
+    sys.exit()
 py, env = sys.executable, dict(os.environ, OMP_NUM_THREADS="1")
 here = os.path.dirname(os.path.abspath(__file__))
 os.makedirs(args.out, exist_ok=True)
@@ -118,10 +193,10 @@ pre = {"wm_source": ["--data", video], "wm_target": ["--data", demos],
        "sup_source": ["--data", os.path.join(toy, "source_demos.hdf5")]}
 
 
-def evaluate(out, gifs):
+def evaluate(out, videos):
     """Closed-loop success of out/ckpt.pt on the shared evaluation episodes, into out/eval."""
     run("evaluate.py", "--ckpt", os.path.join(out, "ckpt.pt"), "--episodes", args.episodes, "--seed", args.eval_seed,
-        "--gifs", gifs, "--out_dir", os.path.join(out, "eval"), done=os.path.join(out, "eval", "results.json"))
+        "--videos", videos, "--out_dir", os.path.join(out, "eval"), done=os.path.join(out, "eval", "results.json"))
 
 
 def stage1(key):
@@ -133,7 +208,7 @@ def stage1(key):
     elif base(arm) in pre:  # supervised: finetune.py on labeled demos, then its zero-shot target success
         run("finetune.py", *pre[base(arm)], *policy(arm), "--seed", s, "--max_steps", args.sup_steps, "--out_dir", out,
             *tiny, done=os.path.join(out, "DONE"))
-        evaluate(out, gifs=0)
+        evaluate(out, videos=0)
 
 
 def stage2(key):
@@ -144,7 +219,7 @@ def stage2(key):
     run("finetune.py", "--data", os.path.join(toy, "target_demos.hdf5"), *init, "--seed", s, "--max_steps",
         args.ft_steps, "--lr", args.ft_lr, "--body_lr_scale", args.body_lr_scale, "--out_dir", out, *tiny,
         done=os.path.join(out, "DONE"))
-    evaluate(out, gifs=1 if s == 0 else 0)
+    evaluate(out, videos=1 if s == 0 else 0)
     if base(arm).startswith("wm_"):  # CCA on the 50-per-task target demos
         cca = os.path.join(dirs[key], "cca")
         run("cca.py", "--ckpt", os.path.join(dirs[key], "pre", "ckpt.pt"), "--data", demos, "--out_dir", cca,
@@ -246,4 +321,19 @@ with open(os.path.join(args.out, "compare.json.tmp"), "w") as f:
 os.replace(os.path.join(args.out, "compare.json.tmp"), os.path.join(args.out, "compare.json"))
 with open(os.path.join(args.out, "compare.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
+plot(res, os.path.join(args.out, "compare.png"))
 print("\n".join(lines))
+if args.wandb:  # one wandb run for the comparison: per-arm scalars, the table, the plot
+    wandb.init(project=args.wandb_project, name=args.wandb_name or os.path.basename(os.path.abspath(args.out)),
+               config=vars(args), job_type="compare")
+    cols = ["arm", "success", "ci95_seeds_low", "ci95_seeds_high", "diff_vs_scratch", "diff_ci95_low",
+            "diff_ci95_high", "helps", "zero_shot"]
+    rows = [[arm, r["success"], *r["ci95_seeds"], r.get("diff_vs_scratch"), *r.get("diff_ci95", [None] * 2),
+             r.get("helps"), r.get("zero_shot")] for arm, r in res.items()]
+    rows = [[None if x != x else x for x in row] for row in rows]  # one seed: no interval (nan), an empty cell
+    wandb.log({"comparison": wandb.Table(columns=cols, data=rows),
+               "plot": wandb.Image(os.path.join(args.out, "compare.png")),
+               **{f"success/{arm}": r["success"] for arm, r in res.items()},
+               **{f"diff_vs_scratch/{arm}": r["diff_vs_scratch"] for arm, r in res.items()
+                  if "diff_vs_scratch" in r}})
+    wandb.finish()

@@ -15,8 +15,10 @@ Bad input stops with one line, "error: <file>: <key>: expected ..., got ...", an
 Shards. bdv2, ssv2 and libero write <name>_00000.hdf5, <name>_00001.hdf5, ... of --shard_size episodes,
 one write_episodes call each (written to .tmp, then renamed: a shard that exists is complete). The sorted
 input list is cut into runs of --shard_size, so shard i always holds the same inputs and a rerun skips the
-shards that exist (a shard whose inputs were all skipped leaves <name>_<i:05d>.empty). A raw episode that
-breaks a rule is reported, counted and left out; nothing is zero-filled: a missing camera or key is absent.
+shards that exist (a shard whose inputs were all skipped leaves <name>_<i:05d>.empty). A run that fails
+removes what it made that holds no shard: the folders it created, and libero.json when no shard is there.
+A raw episode that breaks a rule is reported, counted and left out; nothing is zero-filled: a missing camera
+or key is absent.
 
 What each source becomes
     bdv2: obs/agentview_rgb = images0, obs/state = obs_dict full_state (7), actions (T, 7), instruction =
@@ -89,11 +91,47 @@ def _write_shard(job):
     return tally["kept"], tally["frames"], skipped
 
 
-def _convert(kind, items, args, opts):
-    """Shard items, convert the missing shards with --workers processes, print a summary."""
+def _convert(kind, items, args, opts, manifest=None):
+    """Make --out, then convert items into shards there (_shards). manifest (libero): the sources and options,
+    written as <kind>.json beside the shards, or compared with the one an earlier run wrote there. A run that
+    fails leaves no shard of its own half-written (write_episodes), and removes what it made that describes
+    no shard: its manifest, when no shard is there, and the folders it created, when they are empty."""
     if args.shard_size < 1 or args.workers < 1 or args.image_size < 1:
         fail("arguments", "--shard_size, --workers, --image_size", "positive", (args.shard_size, args.workers, args.image_size))
+    made, d = [], os.path.normpath(args.out)  # the folders this run creates, deepest first
+    while d and not os.path.exists(d):
+        made.append(d)
+        d = os.path.dirname(d)
     os.makedirs(args.out, exist_ok=True)
+    path, wrote = os.path.join(args.out, f"{kind}.json"), False
+    try:
+        if manifest is not None and os.path.exists(path):
+            with open(path) as f:
+                try:
+                    earlier = json.load(f)
+                except json.JSONDecodeError as e:
+                    fail(path, "file", "JSON written by an earlier conversion", f"invalid JSON ({e})")
+            if earlier != manifest:
+                fail(path, "contents", "the sources and options of this run (convert into a fresh --out)",
+                     "those of an earlier, different conversion")
+        elif manifest is not None:
+            with open(path + ".tmp", "w") as f:
+                json.dump(manifest, f)
+            os.replace(path + ".tmp", path)
+            wrote = True
+        _shards(kind, items, args, opts)
+    except BaseException:
+        if wrote and not any(re.fullmatch(rf"{kind}_\d+\.(hdf5|empty)", name) for name in os.listdir(args.out)):
+            os.remove(path)
+        for d in made:
+            if os.listdir(d):
+                break
+            os.rmdir(d)
+        raise
+
+
+def _shards(kind, items, args, opts):
+    """Shard items, convert the missing shards with --workers processes, print a summary."""
     n = (len(items) + args.shard_size - 1) // args.shard_size
     jobs = [(kind, os.path.join(args.out, f"{kind}_{i:05d}.hdf5"), items[i * args.shard_size:(i + 1) * args.shard_size], opts)
             for i in range(n)]
@@ -380,25 +418,10 @@ def convert_libero(args):
           f"steps, {len({c['task'] for c in checked})} tasks"
           + (f"; {no_wrist} demos without eye_in_hand_rgb keep no wrist camera" if "wrist" in names and no_wrist else ""))
     # Shard i holds items[i*n:(i+1)*n]: a rerun may only skip the shards that exist if it would write the
-    # same items with the same options, so the first run records them and a different rerun stops.
+    # same items with the same options, so the first run records them (libero.json) and a different rerun stops.
     manifest = {"image_size": args.image_size, "cameras": cameras, "shard_size": args.shard_size,
                 "episodes": [[c["task"], d["key"], d["T"]] for c in checked for d in c["demos"]]}
-    path = os.path.join(args.out, "libero.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            try:
-                earlier = json.load(f)
-            except json.JSONDecodeError as e:
-                fail(path, "file", "JSON written by an earlier conversion", f"invalid JSON ({e})")
-            if earlier != manifest:
-                fail(path, "contents", "the sources and options of this run (convert into a fresh --out)",
-                      "those of an earlier, different conversion")
-    else:
-        os.makedirs(args.out, exist_ok=True)
-        with open(path + ".tmp", "w") as f:
-            json.dump(manifest, f)
-        os.replace(path + ".tmp", path)
-    _convert("libero", items, args, dict(image_size=args.image_size, cameras=cameras))
+    _convert("libero", items, args, dict(image_size=args.image_size, cameras=cameras), manifest)
 
 
 def record_libero_expert(args):

@@ -5,7 +5,7 @@ converters from other formats live in convert.py.
 Commands
     python data.py toy                       # data/toy/: the three toy files below, < 1 min on one CPU core
     python data.py toy --out data/toy50 --target_demos 50 --source_episodes 2000   # more data
-    python data.py check data/toy            # validate files (a file, a folder, a glob or "toy")
+    python data.py check data/toy            # validate files (a file, a folder, a glob, "toy", "bdv2", "ssv2")
 Bad input stops with one line, "error: <file>: <key>: expected ..., got ...", and no traceback.
 
 Layout (every source; the robomimic/LIBERO one)
@@ -29,10 +29,12 @@ Toy files (python data.py toy; toyworld.py is the simulator)
     and no file and the evaluation, share a seed. Each demo records its seed in attrs["seed"].
 """
 import argparse
+import errno
 import glob
 import hashlib
 import os
 import sys
+import tempfile
 
 import h5py
 import numpy as np
@@ -185,15 +187,21 @@ def read_error(path, key, e):
     fail(path, key, "a readable HDF5 object", f"a read error ({why})")
 
 
+def _expand(part):
+    """A file, a folder (its *.hdf5) or a glob -> the sorted files it names, maybe none."""
+    if os.path.isdir(part):
+        return sorted(glob.glob(os.path.join(glob.escape(part), "*.hdf5")))
+    return [part] if os.path.isfile(part) else sorted(glob.glob(part))
+
+
 def find_episode_files(spec, role="video"):
-    """Files named by spec: a file, a folder (its *.hdf5), a glob, "bdv2"/"ssv2" (data/bdv2, data/ssv2),
-    or "toy" (data/toy/source_video for role "video", data/toy/target_demos for role "demos"); several
-    joined by commas."""
+    """Files named by spec (a stage's --data): a file, a folder (its *.hdf5), a glob, "bdv2"/"ssv2" (data/bdv2,
+    data/ssv2), or "toy" (data/toy/source_video for role "video", data/toy/target_demos for role "demos");
+    several joined by commas."""
     out = []
     for name in spec.split(","):
         part = TOY[role] if name == "toy" else NAMED.get(name, name)
-        found = (sorted(glob.glob(os.path.join(part, "*.hdf5"))) if os.path.isdir(part) else
-                 [part] if os.path.isfile(part) else sorted(glob.glob(part)))
+        found = _expand(part)
         if not found:
             fail(part, "file", "an episode file, a folder of *.hdf5 or a glob", "nothing there" + HOW.get(name, ""))
         if role == "video" and os.path.isdir(part) and {"target_demos.hdf5", "source_demos.hdf5"} & {
@@ -202,6 +210,31 @@ def find_episode_files(spec, role="video"):
                  "source demos would join the video; pass --data toy or its source_video.hdf5")
         out += found
     return out
+
+
+def check_out_dir(flag, path):
+    """Why the output folder given as `flag path` cannot take a script's files, or None; creates nothing.
+    Every script asks here before any work, so one fault reads the same everywhere, path as the user
+    wrote it. Writability is found by trying (a temporary file made and removed in the folder, or in the
+    nearest existing folder above it, which would have to take the new one): os.access says yes to
+    root even for a read-only mount or an immutable folder."""
+    there = path
+    while there and not os.path.exists(there):  # the nearest part of the path that exists
+        there = os.path.dirname(there)
+    there = there or "."
+    got = None
+    if not os.path.isdir(there):
+        got = "a file" if there == path else f"a path through the file {there}"
+    else:
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".write-check-", dir=there)  # hidden, no .tmp: no run folder glob sees it
+            os.close(fd)
+            os.remove(tmp)
+        except OSError as e:  # EPERM: an immutable folder (chattr +i), EROFS: a read-only mount
+            what = ("read-only folder" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else
+                    f"folder it cannot write into ({e.strerror})")
+            got = f"a {what}" if there == path else f"a path under the {what} {there}"
+    return got and f"{flag} {path}: expected a folder this user can write, got {got}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -501,8 +534,23 @@ def write_toy(args):
               + (f"{tally['kept']} successful of {tally['tries']} expert tries" if labeled else "no actions"))
 
 
+def check_files(spec):
+    """The files `data.py check SPEC` validates: a file, a folder (every *.hdf5 in it: a toy folder's three
+    files too), a glob, "toy" (data/toy), "bdv2"/"ssv2" (data/bdv2, data/ssv2); several joined by commas.
+    Not find_episode_files: checking has no role, so no folder is refused for holding demos beside video."""
+    out = []
+    for name in spec.split(","):
+        part = "data/toy" if name == "toy" else NAMED.get(name, name)
+        found = _expand(part)
+        if not found:
+            fail(part, "file", "an episode file, a folder of *.hdf5, a glob, toy, bdv2 or ssv2",
+                 "nothing there" + HOW.get(name, ""))
+        out += found
+    return out
+
+
 def check(args):
-    for path in find_episode_files(args.spec):
+    for path in check_files(args.spec):
         size, demos = _scan(path)
         if not args.quick:  # decompress every image chunk: a corrupt one passes the header checks of _scan
             with open_hdf5(path) as f:
@@ -521,8 +569,12 @@ def check(args):
 
 def run_command(parser):
     """Parse the command line and run the chosen subcommand (data.py and convert.py): bad input stops with
-    one line naming file, key and expectation, and no traceback."""
+    one line naming file, key and expectation, and no traceback. A subcommand's --out is checked here,
+    before any work, so a folder that cannot take the files stops it before its first episode."""
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # each line reaches a pipe or a log file when printed
+    if getattr(args, "out", None) is not None and (why := check_out_dir("--out", args.out)):
+        sys.exit(f"error: {why}")
     try:
         args.run(args)
     except DataError as e:
@@ -543,7 +595,7 @@ if __name__ == "__main__":
                      help="pad shorter episodes with idle steps after the task ends (pretraining windows need chunk+1 frames)")
     toy.set_defaults(run=write_toy)
     chk = sub.add_parser("check", help="validate episode files, reading every image chunk; one line per file")
-    chk.add_argument("spec", help="a file, a folder, a glob or toy (the toy video); several comma-joined")
+    chk.add_argument("spec", help="a file, a folder (its *.hdf5), a glob, toy (data/toy), bdv2 or ssv2; several comma-joined")
     chk.add_argument("--quick", action="store_true", help="headers, attributes and low-dim arrays only: no images read")
     chk.set_defaults(run=check)
     run_command(p)

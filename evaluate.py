@@ -20,8 +20,11 @@ executed before the policy is queried again; --temporal_agg instead queries ever
 the mean of every prediction made for the current step (the authors' release does this).
 
 Outputs in --out_dir (default: <ckpt dir>/eval_<suite>): results.json (numbers, per-episode
-outcomes, simulator and package versions), results.md (the table), GIFs of the first episode of
---gifs tasks and, for LIBERO, final_states.npz (each episode's final simulator state, per task).
+outcomes and lengths, simulator and package versions), results.md (the table), videos of the first
+episode of --videos tasks (MP4; --video_format gif for GIFs; the older --gifs N means --videos N
+--video_format gif) and, for LIBERO, final_states.npz (each episode's final simulator state, per task).
+With --wandb (pip install wandb; not in requirements.txt), one Weights & Biases run gets the flags,
+success/overall and success/<family>, a table of the per-task rows and the videos.
 """
 import argparse
 import json
@@ -36,8 +39,8 @@ from tqdm import tqdm
 
 import libero_sim
 import toyworld
-from data import embed_instructions, unnormalize_actions
-from policies import CheckpointError, check_device, load_checkpoint, policy_from_checkpoint
+from data import check_out_dir, embed_instructions, unnormalize_actions
+from run import CheckpointError, check_device, load_checkpoint, policy_from_checkpoint, setup_process
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # what to evaluate
@@ -55,19 +58,36 @@ p.add_argument("--envs", type=int, default=0, help="environments stepped togethe
 p.add_argument("--msaa", action="store_true", help="LIBERO: render with MSAA on, like the official demo files (about 2x slower)")
 # io
 p.add_argument("--out_dir", default="", help="where results go (default: <ckpt dir>/eval_<suite>)")
-p.add_argument("--gifs", type=int, default=4, help="save the first episode of this many tasks as a GIF")
+p.add_argument("--videos", type=int, default=4, help="save the first episode of this many tasks as a video")
+p.add_argument("--video_format", default="mp4", choices=["mp4", "gif"],
+               help="mp4 (H.264, by the ffmpeg that ships inside imageio-ffmpeg) or gif")
+p.add_argument("--gifs", type=int, default=None, help="the older spelling of --videos N --video_format gif")
 p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+p.add_argument("--wandb", action="store_true", help="also log the results and videos to Weights & Biases "
+               "(pip install wandb; offline: WANDB_MODE=offline)")
+p.add_argument("--wandb_project", default="lawm", help="wandb project")
+p.add_argument("--wandb_name", default="", help="wandb run name (default: <ckpt folder>/<out_dir folder>)")
 args = p.parse_args()
+setup_process()  # line-buffered log lines; on CPU, a warm allocator
+if args.gifs is not None:  # callers written before --videos keep getting GIFs
+    args.videos, args.video_format = args.gifs, "gif"
 # bad flags stop here with one line, before the checkpoint is read or any episode runs
-for name, low in (("episodes", 1), ("max_steps", 0), ("envs", 0), ("gifs", 0)):
+for name, low in (("episodes", 1), ("max_steps", 0), ("envs", 0), ("videos", 0)):
     if getattr(args, name) < low:
         sys.exit(f"error: --{name}: expected an integer >= {low}, got {getattr(args, name)}")
 if check_device(args.device):
     sys.exit(f"error: {check_device(args.device)}")
+if args.wandb:  # imported only when asked for: without --wandb no wandb code is loaded
+    try:
+        import wandb
+    except ImportError:
+        sys.exit("error: --wandb: the wandb package is not installed (pip install wandb)")
 if args.device == "auto":
     args.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 device = torch.device(args.device)
 out_dir = args.out_dir or os.path.join(os.path.dirname(os.path.abspath(args.ckpt)), f"eval_{args.suite}")
+if why := check_out_dir("--out_dir", out_dir):  # found now, not after every episode has run
+    sys.exit(f"error: {why}")
 try:
     ckpt = load_checkpoint(args.ckpt, kind="finetune")
 except CheckpointError as e:
@@ -134,10 +154,14 @@ if missing:
     lang_table.update(zip(missing, embed_instructions(missing)))
 
 
+steps = np.zeros((len(tasks), args.episodes), int)  # each episode's length, filled in by evaluate()
+
+
 @torch.no_grad()
 def evaluate():
     """Every (task, episode) through a pool of environment slots stepped in lockstep. Returns per-task
-    success arrays (n_tasks, episodes), GIF frames and, for LIBERO, final simulator states."""
+    success arrays (n_tasks, episodes), video frames (steps + 1 per episode: the first observation and
+    one after each step) and, for LIBERO, final simulator states."""
     queue = [(j, e) for j in range(len(tasks)) for e in range(args.episodes)]
     n = min(args.envs or (2 if libero else args.episodes), len(queue))
     pool = (libero_sim.EnvWorkers(n, spec["cameras"], spec["image_size"], msaa=args.msaa) if libero else
@@ -156,7 +180,7 @@ def evaluate():
                 limit = args.max_steps or tasks[j][3]
                 slots[i] = {"task": j, "ep": e, "t": 0, "limit": limit, "plan": None, "ok": False,
                             "lang": torch.as_tensor(lang_table[tasks[j][2]], dtype=torch.float32),
-                            "frames": [] if (e == 0 and j < args.gifs) else None}
+                            "frames": [] if (e == 0 and j < args.videos) else None}
                 if args.temporal_agg:  # sum and count of every prediction made for each step
                     slots[i]["agg"] = torch.zeros(limit + chunk, action_dim + 1)  # (steps, A + count)
             for i in fresh:
@@ -187,6 +211,7 @@ def evaluate():
                 s["t"] += 1
                 if done or s["t"] >= s["limit"]:
                     success[s["task"], s["ep"]] = s["ok"]
+                    steps[s["task"], s["ep"]] = s["t"]
                     if libero:
                         pool.send(i, "state")
                         finals[s["task"], s["ep"]] = pool.recv(i)
@@ -201,21 +226,23 @@ def evaluate():
     return success, gifs, finals
 
 
-try:  # a folder that cannot take the results is found now, not after every episode has run
-    os.makedirs(out_dir, exist_ok=True)
-    if not os.access(out_dir, os.W_OK):
-        raise PermissionError(13, "Permission denied")
-except OSError as e:
-    sys.exit(f"error: --out_dir {out_dir}: expected a folder this user can write, got {e.strerror}")
 success, gifs, finals = evaluate()
+os.makedirs(out_dir, exist_ok=True)  # only now: a run stopped during the episodes leaves no empty folder
 rows = [{"task": task, "family": family, "instruction": ins, **rate(int(success[j].sum()), args.episodes),
-         "per_episode": success[j].astype(int).tolist()} for j, (task, family, ins, _) in enumerate(tasks)]
+         "per_episode": success[j].astype(int).tolist(), "per_episode_steps": steps[j].tolist()}
+        for j, (task, family, ins, _) in enumerate(tasks)]
+videos = {}  # task index -> its video file
 for j, frames in gifs.items():
     import imageio.v2 as imageio
     scale = max(1, 128 // frames[0].shape[0])  # small frames upscaled so they are readable
     big = [np.kron(f, np.ones((scale, scale, 1), np.uint8)) for f in frames]
-    imageio.mimsave(os.path.join(out_dir, f"{tasks[j][0]}_ep0_{'success' if success[j, 0] else 'fail'}.gif"),
-                    big, duration=0.1 if not libero else 0.05, loop=0)
+    fps = 20 if libero else 10  # LIBERO's control rate is 20 Hz; the toy's short episodes read better slower
+    name = f"{tasks[j][0]}_ep0_{'success' if success[j, 0] else 'fail'}.{args.video_format}"
+    videos[j] = os.path.join(out_dir, name)
+    if args.video_format == "mp4":  # H.264 through imageio-ffmpeg's own ffmpeg binary: no system ffmpeg needed
+        imageio.mimsave(videos[j], big, fps=fps)
+    else:
+        imageio.mimsave(videos[j], big, duration=1 / fps, loop=0)
 if libero:
     tmp = os.path.join(out_dir, f"final_states.{os.getpid()}.tmp.npz")
     np.savez_compressed(tmp, **{tasks[j][0]: np.stack(list(finals[j])) for j in range(len(tasks))})  # (episodes, D) each
@@ -259,3 +286,13 @@ with open(os.path.join(out_dir, "results.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
 print("\n".join(lines))
 print(f"wrote {out_dir}/results.json")
+if args.wandb:  # one wandb run per evaluation: the success rates as scalars, the per-task table, the videos
+    wandb.init(project=args.wandb_project, job_type="evaluate", config=vars(args), name=args.wandb_name or
+               f"{os.path.basename(os.path.dirname(os.path.abspath(args.ckpt)))}/{os.path.basename(out_dir)}")
+    cols = ["task", "family", "successes", "episodes", "success_rate", "ci95_low", "ci95_high"]
+    table = wandb.Table(columns=cols, data=[[r[c] for c in cols[:5]] + r["ci95"] for r in rows])
+    wandb.log({"success/overall": results["overall"]["success_rate"], "tasks": table,
+               **{f"success/{f}": s["success_rate"] for f, s in families.items()},
+               **{f"video/{tasks[j][0]}": wandb.Video(path, caption=os.path.basename(path))
+                  for j, path in videos.items()}})
+    wandb.finish()

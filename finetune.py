@@ -21,6 +21,9 @@ Outputs in --out_dir: ckpt.pt (with the action normalisation statistics, the obs
 the instruction embeddings, so evaluate.py needs no other flags) and log.jsonl. A folder that holds a
 run is refused unless --resume (continue it) or --overwrite (start again) is given, and one run at a
 time holds it. Bad input stops with one line, before anything is written.
+With --wandb (pip install wandb; not in requirements.txt), Weights & Biases gets the flags and every
+log.jsonl row at its step (the eval loss as eval/loss); --resume continues the same wandb run (its
+id is in <out_dir>/wandb_id.txt). WANDB_MODE=offline keeps it in ./wandb/offline-run-*.
 """
 import argparse
 import json
@@ -37,8 +40,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from data import CAMERAS, DataError, DemoWindows, StepBatches, find_episode_files
-from policies import (CKPT_VERSION, POLICY_SIZES, CheckpointError, check_device, claim_run_dir,
-                      load_checkpoint, make_policy, open_run, policy_from_checkpoint, save_checkpoint)
+from policies import POLICY_SIZES, make_policy
+from run import (CKPT_VERSION, CheckpointError, check_device, claim_run_dir, load_checkpoint, open_run,
+                 policy_from_checkpoint, resumed_log, save_checkpoint, setup_process)
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # data
@@ -76,7 +80,12 @@ p.add_argument("--eval_every", type=int, default=500, help="steps between eval-l
 p.add_argument("--log_every", type=int, default=50, help="steps between log lines")
 p.add_argument("--seed", type=int, default=0, help="seeds weights, data order and augmentation")
 p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (pip install wandb; offline: "
+               "WANDB_MODE=offline)")
+p.add_argument("--wandb_project", default="lawm", help="wandb project")
+p.add_argument("--wandb_name", default="", help="wandb run name (default: the --out_dir folder's name)")
 args = p.parse_args()
+setup_process()  # line-buffered log lines; on CPU, a warm allocator
 
 
 def fail(msg):
@@ -100,6 +109,11 @@ if not set(cameras) <= set(CAMERAS) or len(set(cameras)) != len(cameras):
     fail(f"--cameras: expected some of {list(CAMERAS)} once each, got {args.cameras!r}")
 if check_device(args.device):
     fail(check_device(args.device))
+if args.wandb:  # imported only when asked for: without --wandb no wandb code is loaded
+    try:
+        import wandb
+    except ImportError:
+        fail("--wandb: the wandb package is not installed (pip install wandb)")
 config = vars(args)
 
 # -------------------------------------------------------------------------------------------------
@@ -195,7 +209,9 @@ for is_head in (True, False):
     scale = 1.0 if is_head else args.body_lr_scale
     groups.append({"params": [t for t in ts if t.dim() >= 2], "weight_decay": args.weight_decay, "scale": scale})
     groups.append({"params": [t for t in ts if t.dim() < 2], "weight_decay": 0.0, "scale": scale})
-optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(args.beta1, args.beta2))
+# fused: one kernel per step instead of a dozen passes over every parameter (5x faster on CPU)
+optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(args.beta1, args.beta2),
+                              fused=device.type in ("cpu", "cuda"))
 
 step0 = 0
 if args.resume:
@@ -272,14 +288,21 @@ if master:  # the inputs are checked: now the run folder is made, locked and cle
         claim_run_dir(args.out_dir, args.resume, args.overwrite, create=True)
     except CheckpointError as e:
         fail(e)
+    logged = args.resume and resumed_log(args.out_dir, step0)  # the resumed step's eval row is in the log
     log = open(os.path.join(args.out_dir, "log.jsonl"), "a")
+    if args.wandb:  # --resume continues the same wandb run: its id is kept in the run folder
+        id_file = os.path.join(args.out_dir, "wandb_id.txt")
+        run_id = open(id_file).read().strip() if args.resume and os.path.isfile(id_file) else None
+        wandb.init(project=args.wandb_project, name=args.wandb_name or os.path.basename(os.path.abspath(args.out_dir)),
+                   id=run_id, resume="allow", config=config, job_type="finetune")
+        open(id_file, "w").write(wandb.run.id)
 batches = iter(loader)
 bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master,
            desc="finetune", mininterval=2)
 t_last = time.time()
 for step in bar:
     last_step = step == args.max_steps
-    if master and (step % args.eval_every == 0 or last_step) and not (args.resume and step == step0):
+    if master and (step % args.eval_every == 0 or last_step) and not (step == step0 and logged):
         with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(args.seed)
             policy.eval()
@@ -295,6 +318,8 @@ for step in bar:
             "rng": {"torch": torch.get_rng_state()}})
         say(f"eval {step}: loss {eval_loss:.4g}")  # after the save: it is on disk
         log.write(json.dumps({"step": step, "eval": {"loss": eval_loss}}) + "\n"); log.flush()
+        if args.wandb:
+            wandb.log({"eval/loss": eval_loss}, step=step)
     if last_step:
         break
 
@@ -320,6 +345,10 @@ for step in bar:
                "ms_step": dt * 1000, "samples_s": args.batch_size * world / dt}
         say(" | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         log.write(json.dumps(row) + "\n"); log.flush()
+        if args.wandb:
+            wandb.log({k: v for k, v in row.items() if k != "step"}, step=step)
 
+if master and args.wandb:
+    wandb.finish()
 if ddp:
     dist.destroy_process_group()

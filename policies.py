@@ -1,4 +1,4 @@
-"""BAKU and Diffusion Policy behind one interface, plus the checkpoint helpers every stage uses.
+"""BAKU and Diffusion Policy behind one interface.
 
     policy = make_policy({"kind": "baku", **asdict(BakuConfig(...))})   # or "diffusion"
     z = policy.latent(obs)                  # (B, n, d) differentiable: stage 1 (pretrain.py)
@@ -19,10 +19,7 @@ K keypoints, h w feature map, S tokens, L chunk length padded for the U-Net.
 """
 import copy
 import dataclasses
-import fcntl
-import glob
 import math
-import os
 from dataclasses import asdict, dataclass
 
 import torch
@@ -465,72 +462,6 @@ def make_policy(cfg):
 
 
 # ---------------------------------------------------------------------------------------------------
-# checkpoints: one dict of plain values and tensors, loadable with torch.load(weights_only=True)
-
-CKPT_VERSION = 1
-CKPT_KEYS = ("format_version", "kind", "step", "config", "policy", "policy_config", "optimizer",
-             "action_stats", "obs_spec", "lang", "rng")  # + world_model, wm_config when kind is "pretrain"
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be used; the message is one line naming the file."""
-
-
-def save_checkpoint(path, ckpt):
-    """Write to path.<pid>.tmp, then rename: a crash never leaves a half-written checkpoint, and two
-    processes never share a temporary file."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def load_checkpoint(path, kind=None):
-    """Load and validate a checkpoint (weights_only); kind "pretrain" | "finetune" | None (any)."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such file (expected a checkpoint written by pretrain.py or finetune.py)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for a non-checkpoint file
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}); expected a file "
-                              "written by save_checkpoint") from None
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{path}: expected a checkpoint dict, found {type(ckpt).__name__}")
-    if ckpt.get("format_version") != CKPT_VERSION:
-        raise CheckpointError(f"{path}: format_version {ckpt.get('format_version')!r}, expected {CKPT_VERSION}")
-    if ckpt.get("kind") not in ("pretrain", "finetune") or (kind is not None and ckpt["kind"] != kind):
-        raise CheckpointError(f"{path}: kind {ckpt.get('kind')!r}, expected {kind or 'pretrain or finetune'!r}")
-    need = CKPT_KEYS + (("world_model", "wm_config") if ckpt["kind"] == "pretrain" else ())
-    missing = [k for k in need if k not in ckpt]
-    if missing:
-        raise CheckpointError(f"{path}: missing keys {missing}, expected all of {list(need)}")
-    # the policy state must fit the architecture its config describes (built on the meta device: no memory)
-    try:
-        with torch.device("meta"):
-            want = make_policy(ckpt["policy_config"]).state_dict()
-    except Exception as e:
-        why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        raise CheckpointError(f"{path}: policy_config does not build a policy ({why})") from None
-    got = ckpt["policy"]
-    for k in sorted(set(want) | set(got)):
-        if k not in want or k not in got or want[k].shape != got[k].shape:
-            found = tuple(got[k].shape) if k in got else "missing"
-            raise CheckpointError(f"{path}: policy.{k}: shape {found}, expected "
-                                  f"{tuple(want[k].shape) if k in want else 'no such key'} from policy_config")
-    return ckpt
-
-
-def policy_from_checkpoint(ckpt):
-    """Rebuild the policy from a loaded checkpoint alone (on the CPU; move it with .to(device))."""
-    policy = make_policy(ckpt["policy_config"])
-    policy.load_state_dict(ckpt["policy"])
-    return policy
-
-
-# ---------------------------------------------------------------------------------------------------
 if __name__ == "__main__":
     torch.manual_seed(0)
     B = 2
@@ -548,108 +479,3 @@ if __name__ == "__main__":
             print(f"{kind:9s} {size:7s} {S}px: {n / 1e6:.3f}M params | latent(video) {tuple(z.shape)} | "
                   f"act(all) {tuple(a.shape)} | loss {loss.item():.3f} | after reset_action_layer(3): "
                   f"act {tuple(policy.act(obs).shape)}")
-
-
-# ---------------------------------------------------------------------------------------------------
-# what the stage scripts share besides checkpoints: the device check and the run folder
-
-def check_device(name):
-    """--device auto | cpu | cuda | cuda:<i> | mps -> the reason it cannot be used, or None."""
-    try:
-        dev = torch.device("cpu" if name == "auto" else name)
-    except RuntimeError:
-        return f"--device: expected auto, cpu, cuda, cuda:<i> or mps, got {name!r}"
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        return f"--device {name}: CUDA is not available on this machine (use --device cpu)"
-    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        return f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        return f"--device {name}: MPS is not available on this machine (use --device cpu)"
-    if dev.type not in ("cpu", "cuda", "mps"):
-        return f"--device: expected auto, cpu, cuda, cuda:<i> or mps, got {name!r}"
-    return None
-
-
-RUN_FILES = ("ckpt.pt", "log.jsonl", "rollout_*.png", "eval_*", "cca")  # a run, and what evaluate/cca add by default
-_LOCKS = {}  # folder -> the open descriptor that holds its lock until this process exits
-
-
-def claim_run_dir(out_dir, resume, overwrite, create=False):
-    """Check that --out_dir may take this run and lock it; raises CheckpointError with one line.
-
-    A folder holding a run (ckpt.pt or a non-empty log.jsonl) is refused unless resume (continue it) or overwrite
-    (start again: see clear_run_dir). The lock is flock on the folder itself, so it writes nothing
-    and the kernel releases it when the process ends, even on kill -9; a second run on the folder
-    fails at once. Call it first without create (checks what exists, locks it if it exists), then
-    with create=True once the inputs are checked (a run writes nothing before): that also makes the
-    folder and clears it (clear_run_dir)."""
-    try:
-        if create:
-            os.makedirs(out_dir, exist_ok=True)
-    except OSError as e:
-        raise CheckpointError(f"--out_dir {out_dir}: cannot create it ({e.strerror})") from None
-    if not os.path.isdir(out_dir):
-        there = os.path.abspath(out_dir)
-        while not os.path.exists(there):  # the nearest part of the path that exists must be a folder
-            there = os.path.dirname(there)
-        if not os.path.isdir(there):
-            raise CheckpointError(f"--out_dir {out_dir}: expected a folder, got a path through the file {there}")
-        if resume:
-            raise CheckpointError(f"--out_dir {out_dir}: --resume needs a run there, got no such folder")
-        return
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise CheckpointError(f"--out_dir {out_dir}: expected a folder this user can write, got a read-only one")
-    key = os.path.realpath(out_dir)
-    if key not in _LOCKS:
-        fd = os.open(out_dir, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise CheckpointError(f"--out_dir {out_dir}: another run is using this folder; wait for it to end "
-                                  "or choose another --out_dir") from None
-        _LOCKS[key] = fd
-    ckpt = os.path.join(out_dir, "ckpt.pt")
-    if resume and not os.path.isfile(ckpt):
-        raise CheckpointError(f"{ckpt}: no such file (--resume continues the run whose checkpoint is there)")
-    log = os.path.join(out_dir, "log.jsonl")
-    held = os.path.isfile(ckpt) or os.path.isfile(log) and os.path.getsize(log) > 0  # empty: killed before a save
-    if held and not (resume or overwrite):
-        raise CheckpointError(f"--out_dir {out_dir}: holds a run already; pass --resume to continue it, "
-                              "--overwrite to start again, or choose another --out_dir")
-    if create:
-        clear_run_dir(out_dir, overwrite)
-
-
-def clear_run_dir(out_dir, overwrite):
-    """Remove temporary files left by a killed run (safe: the folder is locked, no one else writes
-    there) and, with overwrite, the previous run's files (RUN_FILES), so nothing old sits beside the new."""
-    import shutil
-    for pattern in ("*.tmp", "*.tmp.png") + (RUN_FILES if overwrite else ()):
-        for path in glob.glob(os.path.join(glob.escape(out_dir), pattern)):
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-
-
-def open_run(config, kind, keys, master=True):
-    """A stage script's run folder: claim it (claim_run_dir, on the master process) and, with --resume,
-    load its checkpoint, refusing flags among keys that differ from the saved ones (they change the
-    model or the data order) and a --max_steps below the saved step. config = the script's flags.
-    -> the checkpoint to resume, or None; raises CheckpointError with one line."""
-    out_dir, resume = config["out_dir"], config["resume"]
-    if resume and config["overwrite"]:
-        raise CheckpointError("--resume, --overwrite: expected one of them, got both")
-    if master:
-        claim_run_dir(out_dir, resume, config["overwrite"])
-    if not resume:
-        return None
-    path = os.path.join(out_dir, "ckpt.pt")
-    ckpt = load_checkpoint(path, kind=kind)
-    saved = ckpt["config"]
-    changed = [f"--{k} {saved.get(k)!r} -> {config.get(k)!r}" for k in keys if saved.get(k) != config.get(k)]
-    if changed:
-        raise CheckpointError(f"--resume: {path} was trained with other flags that change the model or the data "
-                              "order: " + ", ".join(changed))
-    if ckpt["step"] > config["max_steps"]:
-        raise CheckpointError(f"--max_steps: expected at least the step {ckpt['step']} of {path} to resume, "
-                              f"got {config['max_steps']}")
-    return ckpt

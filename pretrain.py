@@ -26,6 +26,10 @@ log.jsonl (one JSON line per log step), rollout_<step>.png (world-model open-loo
 ground truth, frames imagined from frame t under the policy's latents, and their error). A folder
 that holds a run is refused unless --resume (continue it) or --overwrite (start again) is given, and
 one run at a time holds it. Bad input stops with one line, before anything is written.
+With --wandb (pip install wandb; not in requirements.txt), Weights & Biases gets the flags, every
+log.jsonl row at its step (eval rows as eval/<name>, per-horizon lists as eval/openloop_k/1..n) and
+the rollout pictures; --resume continues the same wandb run (its id is in <out_dir>/wandb_id.txt).
+WANDB_MODE=offline keeps it in ./wandb/offline-run-* (`wandb sync` uploads it later).
 """
 import argparse
 import json
@@ -43,9 +47,10 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from data import CAMERAS, DataError, MixtureBatches, PretrainWindows, StepBatches, find_episode_files, held_out
-from policies import (CKPT_VERSION, POLICY_SIZES, CheckpointError, check_device, claim_run_dir,
-                      load_checkpoint, make_policy, open_run, save_checkpoint)
+from policies import POLICY_SIZES, make_policy
 from rssm import PRESETS, WorldModel, WorldModelConfig
+from run import (CKPT_VERSION, CheckpointError, check_device, claim_run_dir, load_checkpoint, open_run,
+                 resumed_log, save_checkpoint, setup_process)
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # data
@@ -97,7 +102,12 @@ p.add_argument("--eval_every", type=int, default=500, help="steps between rollou
 p.add_argument("--log_every", type=int, default=50, help="steps between log lines")
 p.add_argument("--seed", type=int, default=0, help="seeds weights, data order and sampling")
 p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (pip install wandb; offline: "
+               "WANDB_MODE=offline)")
+p.add_argument("--wandb_project", default="lawm", help="wandb project")
+p.add_argument("--wandb_name", default="", help="wandb run name (default: the --out_dir folder's name)")
 args = p.parse_args()
+setup_process()  # line-buffered log lines; on CPU, a warm allocator
 
 
 def fail(msg):
@@ -137,6 +147,11 @@ if args.mix is not None:
         fail(f"--mix: expected finite non-negative weights, not all 0, got {args.mix!r}")
 if check_device(args.device):
     fail(check_device(args.device))
+if args.wandb:  # imported only when asked for: without --wandb no wandb code is loaded
+    try:
+        import wandb
+    except ImportError:
+        fail("--wandb: the wandb package is not installed (pip install wandb)")
 config = vars(args)
 
 # -------------------------------------------------------------------------------------------------
@@ -290,7 +305,9 @@ model = Joint(policy, wm, args.detach_latents, args.openloop_weight)
 groups = [{"params": [t for t in module.parameters() if (t.dim() >= 2) == matrix],
            "weight_decay": args.weight_decay if matrix else 0.0, "scale": scale}
           for module, scale in ((wm, 1.0), (policy, args.policy_lr_scale)) for matrix in (True, False)]
-optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(args.beta1, args.beta2))
+# fused: one kernel per step instead of a dozen passes over every parameter (5x faster on CPU)
+optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(args.beta1, args.beta2),
+                              fused=device.type in ("cpu", "cuda"))
 
 step0 = 0
 if args.resume:
@@ -386,16 +403,23 @@ if master:  # the inputs are checked: now the run folder is made, locked and cle
         claim_run_dir(args.out_dir, args.resume, args.overwrite, create=True)
     except CheckpointError as e:
         fail(e)
+    logged = args.resume and resumed_log(args.out_dir, step0)  # the resumed step's eval row is in the log
     log = open(os.path.join(args.out_dir, "log.jsonl"), "a")
+    if args.wandb:  # --resume continues the same wandb run: its id is kept in the run folder
+        id_file = os.path.join(args.out_dir, "wandb_id.txt")
+        run_id = open(id_file).read().strip() if args.resume and os.path.isfile(id_file) else None
+        wandb.init(project=args.wandb_project, name=args.wandb_name or os.path.basename(os.path.abspath(args.out_dir)),
+                   id=run_id, resume="allow", config=config, job_type="pretrain")
+        open(id_file, "w").write(wandb.run.id)
 batches = iter(loader)
 bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master,
            desc="pretrain", mininterval=2)
 t_last = time.time()
 for step in bar:
     last_step = step == args.max_steps
-    # eval and save first, so the final step is always evaluated and saved (skipped at a resumed step:
-    # that state is exactly what we just loaded)
-    if master and (step % args.eval_every == 0 or last_step) and not (args.resume and step == step0):
+    # eval and save first, so the final step is always evaluated and saved (skipped at a resumed step
+    # whose eval row is logged: that state is exactly what we just loaded)
+    if master and (step % args.eval_every == 0 or last_step) and not (step == step0 and logged):
         metrics = evaluate(step)
         save_checkpoint(ckpt_path, {
             "format_version": CKPT_VERSION, "kind": "pretrain", "step": step, "config": config,
@@ -408,6 +432,10 @@ for step in bar:
         fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else "/".join(f"{x:.1f}" for x in v)  # per-horizon lists
         say(f"eval {step}: " + " | ".join(f"{k} {fmt(v)}" for k, v in metrics.items()))  # after the save: it is on disk
         log.write(json.dumps({"step": step, "eval": metrics}) + "\n"); log.flush()
+        if args.wandb:  # the per-horizon lists as one scalar per horizon: eval/openloop_k/1..n
+            flat = {f"eval/{k}/{i + 1}": x for k, v in metrics.items() if isinstance(v, list) for i, x in enumerate(v)}
+            wandb.log({f"eval/{k}": v for k, v in metrics.items() if not isinstance(v, list)} | flat | {
+                "rollout": wandb.Image(os.path.join(args.out_dir, f"rollout_{step:06d}.png"))}, step=step)
     if last_step:
         break
 
@@ -435,6 +463,10 @@ for step in bar:
                "samples_s": args.batch_size * world / dt}
         say(" | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         log.write(json.dumps(row) + "\n"); log.flush()
+        if args.wandb:
+            wandb.log({k: v for k, v in row.items() if k != "step"}, step=step)
 
+if master and args.wandb:
+    wandb.finish()
 if ddp:
     dist.destroy_process_group()

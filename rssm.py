@@ -39,7 +39,8 @@ one (8 blocks; the release's dense GRU makes its "50m" 116M), and the conv chann
 
 `python rssm.py` builds the 1m model on zeros, prints shapes and the parameter count of each preset.
 
-Symbols: B batch, T transitions in a window (T+1 frames), N = B*(T+1) images in one conv call,
+Symbols: B batch, T transitions in a window (T+1 frames), N images in one conv call (B*(T+1) encoded, B*(2T+1)
+decoded with the open-loop frames), M windows whose frame t the decoder reads,
 H = W image side, E encoder output size, D deterministic size, G GRU blocks, S categoricals,
 K classes, Z = S*K, F = D + Z feature size, I hidden width, A action size.
 """
@@ -153,28 +154,45 @@ class Decoder(nn.Module):
             nn.init.zeros_(self.convs[-1].weight), nn.init.zeros_(self.convs[-1].bias)
 
     def forward(self, feat, ctx=None):
-        """feat (N, F); ctx = (frame t (N, 3, H, W), its encoder maps) when the model has context."""
+        """feat (N, F) -> (N, 3, H, W). With context, ctx = (frame t (M, 3, H, W), its encoder maps) for
+        M episodes, and N = M*R: the R states of each episode are consecutive rows of feat.
+
+        A stage's conv over [x, skip] is conv_x(x) + conv_skip(skip) (its weight split along the input
+        channels), and the skip is the same for an episode's R frames: conv_skip runs once per episode
+        and is broadcast. The same model as concatenating the skip to every frame, at half the FLOPs."""
         x = self.inp(feat).unflatten(-1, (self.c0, 4, 4))  # (N, C, 4, 4)
         x = x.contiguous(memory_format=torch.channels_last)  # as in the encoder
         film = self.film_in(feat) if self.context else None  # (N, I)
         for i, conv in enumerate(self.convs):
             if self.context:
-                x = torch.cat([x, ctx[1][-1 - i]], 1)  # (N, 2C, h, w): frame t's map at this resolution
-            x = conv(x)
+                skip, c = ctx[1][-1 - i], x.shape[1]  # frame t's map at this resolution (M, C, h, w)
+                x = F.conv_transpose2d(x, conv.weight[:c], None, 2, 1)  # (N, C', 2h, 2w)
+                s = F.conv_transpose2d(skip, conv.weight[c:], conv.bias, 2, 1)  # (M, C', 2h, 2w)
+                x = (x.unflatten(0, (len(s), -1)) + s[:, None]).flatten(0, 1)  # (N, C', 2h, 2w)
+            else:
+                x = conv(x)
             if i < len(self.norms):
-                x = self.norms[i](x)
-                if self.context:
+                norm = self.norms[i]
+                if self.context:  # the norm's affine folded into FiLM: one pass over x, not three
                     scale, shift = self.film[i](film)[:, :, None, None].chunk(2, 1)  # (N, C, 1, 1) each
-                    x = x * (1 + scale) + shift
+                    w, b = norm.weight[:, None, None], norm.bias[:, None, None]  # (C, 1, 1)
+                    x = torch.addcmul(b * (1 + scale) + shift, F.group_norm(x, 1, eps=norm.eps), w * (1 + scale))
+                else:
+                    x = norm(x)
                 x = F.silu(x)
         if not self.context:
             return x + 0.5  # no sigmoid (as DreamerV3): the squared error stays well-scaled
-        frame = ctx[0].float()
-        eye = torch.eye(2, 3, device=x.device).expand(len(x), 2, 3)
-        grid = F.affine_grid(eye, frame.shape, align_corners=False)  # (N, H, W, 2) identity sampling grid
-        flow = x[:, :2].float().permute(0, 2, 3, 1)  # (N, H, W, 2) in grid units (2 = image width)
-        warped = F.grid_sample(frame, grid + flow, padding_mode="border", align_corners=False)  # (N, 3, H, W)
-        return warped + x[:, 2:]
+        frame = ctx[0].float()  # (M, 3, H, W)
+        M = len(frame)
+        eye = torch.eye(2, 3, device=x.device).expand(M, 2, 3)
+        grid = F.affine_grid(eye, frame.shape, align_corners=False)  # (M, H, W, 2) identity sampling grid
+        flow, residual = x.float().split([2, 3], 1)  # split, not slices: a slice's backward fills zeros
+        flow = flow.permute(0, 2, 3, 1).unflatten(0, (M, -1))  # (M, R, H, W, 2) in grid units
+        # each frame t is warped by its R flows at once: the R grids side by side as one wide grid
+        grid = (grid[:, None] + flow).transpose(1, 2).flatten(2, 3)  # (M, H, R*W, 2)
+        warped = F.grid_sample(frame, grid, padding_mode="border", align_corners=False)  # (M, 3, H, R*W)
+        warped = warped.unflatten(3, (-1, frame.shape[-1])).permute(0, 3, 1, 2, 4).flatten(0, 1)  # (N, 3, H, W)
+        return warped + residual
 
 
 class BlockLinear(nn.Module):
@@ -311,10 +329,8 @@ class WorldModel(nn.Module):
     def decode(self, states, ctx):
         """deter (B, T, D), stoch (B, T, S, K), ctx from observe -> images (B, T, 3, H, W), one call."""
         feat = torch.cat([states["deter"], states["stoch"].flatten(2)], -1)  # (B, T, F)
-        B, T = feat.shape[:2]
-        rep = lambda x: x[:, None].expand(B, T, *x.shape[1:]).flatten(0, 1)  # (B, ...) -> (B*T, ...)
-        ctx = (rep(ctx[0]), [rep(m) for m in ctx[1]]) if self.cfg.context else None
-        return self.decoder(feat.flatten(0, 1), ctx).unflatten(0, (B, T)).float()
+        out = self.decoder(feat.flatten(0, 1), ctx if self.cfg.context else None)  # (B*T, 3, H, W)
+        return out.unflatten(0, feat.shape[:2]).float()  # (B, T, 3, H, W)
 
     def resize(self, frames):
         """(B, T, 3, H', W') -> (B, T, 3, H, W) at the model's image_size (area average when H' > H)."""
@@ -338,7 +354,15 @@ class WorldModel(nn.Module):
         assert frames.is_floating_point(), "frames must be float in [0,1] (uint8 / 255)"
         cfg, frames = self.cfg, self.resize(frames.float())
         st = self.observe(frames, actions)
-        recon = (self.decode(st, st["ctx"]) - frames).square().sum((2, 3, 4))  # (B, T+1)
+        states = dict(deter=st["deter"], stoch=st["stoch"])  # (B, T+1, ...) posterior states
+        if openloop_weight > 0:  # frames 1..T from the first posterior state through the prior alone
+            start = dict(deter=st["deter"][:, 0], stoch=st["stoch"][:, 0])
+            im = self.imagine(start, actions)
+            states = {k: torch.cat([states[k], im[k]], 1) for k in states}  # (B, 2T+1, ...): one decoder call
+        decoded = self.decode(states, st["ctx"])  # (B, T+1 [+T], 3, H, W)
+        T1 = frames.shape[1]
+        decoded, imagined = decoded.split([T1, decoded.shape[1] - T1], 1)  # (B, T+1, ...), (B, T or 0, ...)
+        recon = (decoded - frames).square().sum((2, 3, 4))  # (B, T+1)
         dyn, rep, kl = kl_balance(st["post"], st["prior"], cfg.free_nats)  # (B, T+1) each
         loss = (recon + cfg.dyn_scale * dyn + cfg.rep_scale * rep).mean()
         ent = lambda logp: -(logp.exp() * logp).sum((-2, -1)).mean()  # summed over the S categoricals
@@ -346,8 +370,6 @@ class WorldModel(nn.Module):
                  kl=kl.mean(), prior_entropy=ent(st["prior"]), post_entropy=ent(st["post"]),
                  kl_floor=(kl[:, 1:] <= cfg.free_nats).float().mean())  # transitions only: frame 0 has no z
         if openloop_weight > 0:
-            start = dict(deter=st["deter"][:, 0], stoch=st["stoch"][:, 0])  # first posterior state
-            imagined = self.decode(self.imagine(start, actions), st["ctx"])  # (B, T, 3, H, W) frames 1..T
             m["openloop"] = (imagined - frames[:, 1:]).square().sum((2, 3, 4)).mean()
             loss = loss + openloop_weight * m["openloop"]
         return LossOut(loss, {k: v.detach() for k, v in m.items()})

@@ -59,3 +59,4 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     out = json.load(open(tmp_path / "cmp" / "compare.json"))["results"]
     assert abs(out["wm_target"]["diff_vs_scratch"] - 0.05) < 1e-9
     assert abs(out["dp_wm_target"]["diff_vs_scratch"] + 0.2) < 1e-9
+

@@ -229,3 +229,53 @@ def test_mixture_over_converted_shards(bridge, something, tmp_path):
     assert "weight 0.25" in r.stdout + r.stderr and (tmp_path / "pt" / "ckpt.pt").exists()
     r = subprocess.run(cmd + ["--mix", "1"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and r.stderr.strip().splitlines() == ["error: --mix: expected 2 weights, one per --data set, got 1"]
+
+
+def one_line_error(r, says):
+    """A fault found while converting: exit code 1, no traceback, and one error line, the last on stderr
+    (the progress bar, which started before the fault could be known, writes to stderr too)."""
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert r.returncode == 1 and "Traceback" not in r.stderr and len(errors) == 1, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == errors[0] and says in errors[0], r.stderr
+
+
+def test_bdv2_with_every_input_skipped_leaves_nothing(bridge, tmp_path):
+    """No episode converted: one line, and no folder (nor parent) made for it; a folder given that
+    exists stays as it was."""
+    for out in (tmp_path / "new" / "bdv2", tmp_path):
+        r = run_convert("bdv2", "--src", bridge, "--out", str(out), "--min_frames", "100", ok=False)
+        one_line_error(r, "inputs: expected at least one usable bdv2 input")
+    assert os.listdir(tmp_path) == []
+
+
+def official_file(path, T=3):
+    """A minimal official LIBERO demo file (what check_official reads), written with h5py alone: one demo
+    of T steps, its frames stored one gzip chunk each, so a frame can be corrupted alone."""
+    with data.h5py.File(path, "w") as f:
+        f.create_group("data").attrs["problem_info"] = json.dumps(
+            {"problem_name": "libero_tabletop_manipulation", "language_instruction": "pick up the soup"})
+        g = f.create_group("data/demo_0")
+        g.create_dataset("actions", data=np.zeros((T, 7)))
+        g.create_dataset("obs/agentview_rgb", data=np.zeros((T, 128, 128, 3), np.uint8), chunks=(1, 128, 128, 3),
+                         compression="gzip")
+    return path
+
+
+def test_libero_unreadable_chunk_leaves_no_manifest(tmp_path):
+    """A chunk that cannot be decompressed is found while converting, after libero.json was written: the run
+    stops with one line and takes libero.json and the folder it made away again (a libero.json describing
+    no shard would refuse a rerun with other sources or options into that folder)."""
+    bad = official_file(str(tmp_path / "pick_up_the_soup_demo.hdf5"))
+    with data.h5py.File(bad, "r") as f:
+        chunk = f["data/demo_0/obs/agentview_rgb"].id.get_chunk_info(1)  # frame 1's gzip stream
+    with open(bad, "r+b") as f:
+        f.seek(chunk.byte_offset)
+        f.write(b"\xff" * chunk.size)
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "new" / "libero", tmp_path / "kept"):
+        r = run_convert("libero", "--src", bad, "--out", str(out), "--image_size", str(S), ok=False)
+        one_line_error(r, f"{bad}: data/demo_0: expected readable data, got a read error")
+    assert sorted(os.listdir(tmp_path)) == ["kept", "pick_up_the_soup_demo.hdf5"] and os.listdir(tmp_path / "kept") == []
+    good = official_file(str(tmp_path / "kept" / "pick_up_the_soup_demo.hdf5"))  # the same run converts a good file
+    run_convert("libero", "--src", good, "--out", str(tmp_path / "out"), "--image_size", str(S))
+    assert sorted(os.listdir(tmp_path / "out")) == ["libero.json", "libero_00000.hdf5"]

@@ -33,9 +33,10 @@ def test_rssm_and_policies_demos_print_shapes(tmp_path):
 
 def test_bench_reports_every_group(tmp_path):
     run(tmp_path, os.path.join(ROOT, "bench.py"), "--iters", "1", "--threads", "1", "--device", "cpu", "--out", "b.json",
-        "--only", "toyworld,data,wm,policy,pretrain")
+        "--only", "toyworld,data,wm,policy,pretrain,stage1", "--stage1_sizes", "1m")
     res = json.load(open(tmp_path / "b.json"))
     keys = ["toyworld_steps_per_s", "pretrain_windows_per_s", "demo_windows_per_s", "wm_1m_64px_b16_ms",
             "wm_12m_128px_b8_ms", "policy_baku_small_64px_b32_ms", "policy_diffusion_default_128px_b32_ms",
-            "pretrain_step_small_baku_1m_64px_b32_ms"]
+            "pretrain_step_small_baku_1m_64px_b32_ms", "stage1_1m_128px_b8_step_ms", "stage1_1m_64px_b8_backward_ms",
+            "stage1_1m_128px_b8_decoder_openloop_ms"]
     assert all(res[k] > 0 for k in keys), res

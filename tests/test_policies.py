@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from policies import (CKPT_VERSION, POLICY_SIZES, CheckpointError, load_checkpoint, make_policy,
-                      policy_from_checkpoint, save_checkpoint)
+from policies import POLICY_SIZES, make_policy
+from run import CKPT_VERSION, CheckpointError, load_checkpoint, policy_from_checkpoint, save_checkpoint
 
 STATE_DIM = 4
 COMBOS = [("agentview",), ("agentview", "wrist"), ("agentview", "state"), ("agentview", "wrist", "state")]

@@ -152,3 +152,76 @@ def test_convert_with_nothing_usable_is_an_error_not_empty_markers(tmp_path):
     refused(tmp_path, "convert.py", "ssv2", "--src", tmp_path / "top", "--labels", tmp_path / "train.json",
             "--out", "out", says="--src")
     assert not (tmp_path / "out").exists()
+
+
+def test_check_validates_every_file_of_a_toy_folder(work):
+    # the command in data.py's docstring: a toy folder is checked whole, not refused as --data would refuse it
+    for spec in ("data/toy", "toy"):
+        r = run(work, "data.py", "check", spec)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        assert [line.split(":")[0] for line in r.stdout.splitlines()] == [
+            f"data/toy/{name}.hdf5" for name in ("source_demos", "source_video", "target_demos")], r.stdout
+    line = refused(work, "data.py", "check", "data/nothing", says="data/nothing: file: expected an episode file")
+    assert "--data" not in line
+
+
+OUT_DIRS = [  # (script, flags that would run, the flag of its output folder)
+    ("data.py", ["toy", "--image_size", 32], "--out"),
+    ("convert.py", ["bdv2", "--src", "nowhere"], "--out"),
+    ("pretrain.py", [*TINY, "--max_steps", 1], "--out_dir"),
+    ("finetune.py", ["--batch_size", 4, "--max_steps", 1, "--device", "cpu"], "--out_dir"),
+    ("evaluate.py", ["--ckpt", "ft/ckpt.pt", "--device", "cpu"], "--out_dir"),
+    ("cca.py", ["--ckpt", "pt/ckpt.pt", "--device", "cpu"], "--out_dir"),
+]
+
+
+@pytest.fixture
+def read_only(work):
+    """work/ro: an empty folder no file can be made in. As root, whom os.access and chmod do not stop,
+    that takes chattr +i (immutable); the test is skipped where that is not allowed (a container without
+    CAP_LINUX_IMMUTABLE, a file system without the attribute)."""
+    ro = work / "ro"
+    ro.mkdir()
+    if os.geteuid() != 0:
+        ro.chmod(0o555)
+    elif subprocess.run(["chattr", "+i", str(ro)], capture_output=True).returncode != 0:
+        ro.rmdir()
+        pytest.skip("running as root, and `chattr +i` (the only way to make a folder root cannot write) fails here")
+    try:
+        yield ro
+    finally:
+        subprocess.run(["chattr", "-i", str(ro)], capture_output=True) if os.geteuid() == 0 else ro.chmod(0o755)
+        ro.rmdir()
+
+
+@pytest.mark.parametrize("script,flags,flag", OUT_DIRS, ids=[s[:-3] for s, _, _ in OUT_DIRS])
+def test_unwritable_output_folder_one_message_everywhere(work, read_only, script, flags, flag):
+    """Every script checks its output folder before any work, with one message for each fault that names
+    the path as the user wrote it (relative stays relative), and writes nothing anywhere."""
+    (work / "blocker").write_text("a file where a folder would go\n")
+    before = sorted(os.listdir(work))
+    try:
+        for out, got in (("blocker/x", "a path through the file blocker"), ("blocker", "a file"),
+                         ("ro", "a read-only folder"), ("ro/x", "a path under the read-only folder ro")):
+            line = refused(work, script, *flags, flag, out)
+            assert line == f"error: {flag} {out}: expected a folder this user can write, got {got}", line
+            assert sorted(os.listdir(work)) == before and os.listdir(read_only) == []
+            assert (work / "blocker").read_text() == "a file where a folder would go\n"
+    finally:
+        (work / "blocker").unlink()
+
+
+def test_pickle_checkpoint_refused_in_one_line(work):
+    """A file torch.load(weights_only=True) refuses: the refusal is the only line, without torch's warning
+    about the pickle protocol of a plain pickle file first."""
+    import argparse
+    import pickle
+    with open(work / "plain.pkl", "wb") as f:
+        pickle.dump({"x": argparse.Namespace(a=1)}, f, protocol=4)
+    torch.save({"x": argparse.Namespace(a=1)}, work / "object.pt")
+    for bad in ("plain.pkl", "object.pt"):
+        for script, flags in (("evaluate.py", ["--ckpt", bad]), ("cca.py", ["--ckpt", bad]),
+                              ("finetune.py", ["--init", bad])):
+            refused(work, script, *flags, "--device", "cpu", "--out_dir", "fresh",
+                    says=f"{bad}: not a readable torch checkpoint")
+            assert not (work / "fresh").exists()

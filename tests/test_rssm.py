@@ -284,3 +284,57 @@ def test_action_magnitude_reaches_the_dynamics():
     h, z = torch.randn(2, PRESETS["1m"][0]), rssm.sample(torch.randn(2, PRESETS["1m"][2], PRESETS["1m"][3]).log_softmax(-1))
     a = torch.tensor([[0.9, -0.6, 0.3], [0.2, 0.8, -0.5]])
     assert (wm.transition(h, z, a) - wm.transition(h, z, 0.3 * a)).abs().max() > 1e-3
+
+
+def reference_decoder(dec, feat, frame, maps, R):
+    """The context decoder written the plain way: frame t's maps concatenated to each of an episode's R
+    states before every transposed conv, then GroupNorm, FiLM and the warp of a copy of frame t per state.
+    feat (M*R, F), frame (M, 3, H, W), maps frame t's encoder maps (M, C, h, w) -> (M*R, 3, H, W)."""
+    import torch.nn.functional as F
+    rep = lambda x: x.repeat_interleave(R, 0)  # (M, ...) -> (M*R, ...)
+    x = dec.inp(feat).unflatten(-1, (dec.c0, 4, 4))  # (N, C, 4, 4)
+    film = dec.film_in(feat)  # (N, I)
+    for i, conv in enumerate(dec.convs):
+        x = conv(torch.cat([x, rep(maps[-1 - i])], 1))  # (N, 2C, h, w) -> (N, C', 2h, 2w)
+        if i < len(dec.norms):
+            scale, shift = dec.film[i](film)[:, :, None, None].chunk(2, 1)  # (N, C', 1, 1)
+            x = F.silu(dec.norms[i](x) * (1 + scale) + shift)
+    frames = rep(frame)  # (N, 3, H, W)
+    grid = F.affine_grid(torch.eye(2, 3).expand(len(x), 2, 3), frames.shape, align_corners=False)
+    warped = F.grid_sample(frames, grid + x[:, :2].permute(0, 2, 3, 1), padding_mode="border", align_corners=False)
+    return warped + x[:, 2:]
+
+
+@pytest.mark.parametrize("H", [16, 64])
+def test_context_decoder_equals_concatenated_skips(H):
+    """The decoder runs each skip's half of a conv once per episode and broadcasts it; that must equal the
+    U-Net as written in the textbook (skips concatenated to every frame's features), values and gradients."""
+    wm = make(image_size=H)
+    for m in wm.decoder.modules():  # non-trivial norms and FiLM, so every term is checked
+        if isinstance(m, (torch.nn.GroupNorm, torch.nn.Linear)):
+            for t in m.parameters():
+                torch.nn.init.normal_(t, std=0.3)
+    M, R = 2, 5
+    frame = torch.rand(M, 3, H, H)
+    maps = wm.encoder.maps(frame)
+    feat = torch.randn(M * R, wm.decoder.inp.in_features, requires_grad=True)
+    got, want = wm.decoder(feat, (frame, maps)), reference_decoder(wm.decoder, feat, frame, maps, R)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    g_got = torch.autograd.grad(got.square().sum(), [feat, *wm.decoder.parameters()])
+    g_want = torch.autograd.grad(want.square().sum(), [feat, *wm.decoder.parameters()])
+    for a, b in zip(g_got, g_want):  # float32 sums in another order: relative to each gradient's scale
+        assert (a - b).abs().max() <= 1e-4 * b.abs().max() + 1e-8, (a - b).abs().max() / b.abs().max()
+
+
+def test_loss_shrinks_bigger_frames_by_area_average():
+    """64 px frames into a 32 px world model (what `make demo` does): the loss equals the loss on frames
+    averaged over 2x2 pixel blocks by hand."""
+    wm = make(image_size=16)
+    frames, actions = batch(H=32)
+    small = frames.unflatten(3, (16, 2)).unflatten(5, (16, 2)).mean((4, 6))  # (B, T+1, 3, 16, 16) block means
+    torch.manual_seed(3)
+    big_loss = wm.loss(frames, actions, openloop_weight=1.0)
+    torch.manual_seed(3)
+    small_loss = wm.loss(small, actions, openloop_weight=1.0)
+    torch.testing.assert_close(big_loss.loss, small_loss.loss, rtol=1e-5, atol=0)
+    assert wm.resize(frames).shape == small.shape and torch.allclose(wm.resize(frames), small, atol=1e-6)

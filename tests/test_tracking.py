@@ -1,0 +1,163 @@
+"""Experiment tracking and pictures: wandb offline runs, the comparison plot, the evaluation videos.
+
+    python -m pip install -r requirements-test.txt   # wandb, which users only need for --wandb
+    python -m pytest -q tests/test_tracking.py
+
+wandb runs offline (WANDB_MODE=offline) into the test's own folder; nothing reaches the network.
+"""
+import glob
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=ROOT)
+ENV.pop("PYTHONUNBUFFERED", None)
+TINY = ["--wm_size", "1m", "--batch_size", "4", "--log_every", "1", "--warmup", "2", "--device", "cpu",
+        "--chunk", "4", "--eval_every", "2"]
+MISSING = "error: --wandb: the wandb package is not installed (pip install wandb)"
+
+
+def run(cwd, *args, ok=True, env=None):
+    """Run a python command line in cwd; returns the completed process (asserting success unless ok=False)."""
+    r = subprocess.run([sys.executable, *args], cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=300)
+    if ok:
+        assert r.returncode == 0, f"{args} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+def imported(stderr):
+    """Top-level names of the modules a `python -X importtime` run imported."""
+    return {line.split("|")[-1].strip().split(".")[0] for line in stderr.splitlines()
+            if line.startswith("import time:")}
+
+
+def wandb_records(path):
+    """The records of an offline run's .wandb file: LevelDB-log blocks of 32 KiB, each record a 7-byte
+    header (crc32, length, type: 1 full, 2 first, 3 middle, 4 last) and a chunk of a protobuf Record."""
+    from wandb.proto import wandb_internal_pb2 as pb
+    data, pos, chunk = open(path, "rb").read(), 7, b""  # 7: the file header ":W&B", magic, version
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        _, n, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if left < 7 or kind == 0:  # the block's zero padding
+            pos += left
+            continue
+        chunk, pos = chunk + data[pos + 7:pos + 7 + n], pos + 7 + n
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(chunk)
+            yield record
+            chunk = b""
+
+
+def offline_run(folder):
+    """An offline run folder -> (run id, config dict, {step: {key: value}} of its history)."""
+    records = list(wandb_records(glob.glob(os.path.join(folder, "run-*.wandb"))[0]))
+    run_rec = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    config = {u.key: json.loads(u.value_json) for u in run_rec.config.update}
+    history = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "history":
+            items = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+            history.setdefault(items["_step"], {}).update(items)
+    return run_rec.run_id, config, history
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, lang_cache):
+    """A fresh folder with a tiny data/toy in it."""
+    d = tmp_path_factory.mktemp("tracking")
+    run(d, os.path.join(ROOT, "data.py"), "toy", "--image_size", "32", "--source_episodes", "12", "--target_demos",
+        "2", "--source_demos", "12")
+    return d
+
+
+def test_pretrain_logs_to_an_offline_wandb_run_and_resume_continues_it(work):
+    env = dict(ENV, WANDB_MODE="offline", WANDB_DIR=str(work / "wb"))
+    os.makedirs(work / "wb")
+    run(work, os.path.join(ROOT, "pretrain.py"), *TINY, "--max_steps", "2", "--out_dir", "pt", "--wandb",
+        "--wandb_project", "lawm-test", env=env)
+    runs = glob.glob(str(work / "wb" / "wandb" / "offline-run-*"))
+    assert len(runs) == 1
+    run_id, config, history = offline_run(runs[0])
+    assert run_id == open(work / "pt" / "wandb_id.txt").read() and config["max_steps"] == 2 and config["wandb"]
+    # every log.jsonl row at its step: training rows as they are, eval rows under eval/
+    rows = [json.loads(line) for line in open(work / "pt" / "log.jsonl")]
+    for row in rows:
+        got = history[row["step"]]
+        if "eval" in row:
+            assert got["eval/openloop_err"] == pytest.approx(row["eval"]["openloop_err"])
+            assert [got[f"eval/openloop_k/{k + 1}"] for k in range(4)] == pytest.approx(row["eval"]["openloop_k"])
+            assert got["rollout/_type"] == "image-file"  # rollout_<step>.png, a file of the run
+            assert os.path.isfile(os.path.join(runs[0], "files", got["rollout/path"]))
+        else:
+            assert got["recon"] == pytest.approx(row["recon"]) and got["lr"] == pytest.approx(row["lr"])
+    assert sorted(history) == [0, 1, 2]
+    # --resume: the same wandb run, continued from the checkpoint's step
+    run(work, os.path.join(ROOT, "pretrain.py"), *TINY, "--max_steps", "3", "--out_dir", "pt", "--wandb",
+        "--wandb_project", "lawm-test", "--resume", env=env)
+    runs = sorted(glob.glob(str(work / "wb" / "wandb" / "offline-run-*")))
+    assert len(runs) == 2 and all(r.endswith(f"-{run_id}") for r in runs)
+    second_id, _, history = offline_run(runs[1])
+    assert second_id == run_id and sorted(history) == [2, 3] and "eval/gate_w" in history[3]
+
+
+def test_wandb_missing_is_one_line_error_before_anything_is_written(tmp_path):
+    fake = tmp_path / "fake"  # a wandb that cannot be imported, first on the path
+    os.makedirs(fake / "wandb")
+    (fake / "wandb" / "__init__.py").write_text("raise ImportError('no wandb here')\n")
+    env = dict(ENV, PYTHONPATH=f"{fake}{os.pathsep}{ROOT}")
+    for script, out in (("pretrain.py", ["--out_dir", "o"]), ("finetune.py", ["--out_dir", "o"]),
+                        ("evaluate.py", ["--ckpt", "nope/ckpt.pt", "--out_dir", "o"]), ("compare.py", ["--out", "o"])):
+        r = run(tmp_path, os.path.join(ROOT, script), *out, "--wandb", ok=False, env=env)
+        assert r.returncode != 0 and r.stderr.strip() == MISSING, (script, r.stderr[-2000:])
+        assert sorted(os.listdir(tmp_path)) == ["fake"], script  # nothing written
+
+
+def test_evaluate_writes_mp4_and_gif_videos_of_the_episode_and_no_wandb_without_the_flag(work):
+    run(work, os.path.join(ROOT, "finetune.py"), "--max_steps", "1", "--batch_size", "4", "--out_dir", "ft",
+        "--device", "cpu")
+    r = run(work, "-X", "importtime", os.path.join(ROOT, "evaluate.py"), "--ckpt", "ft/ckpt.pt", "--episodes", "1",
+            "--tasks", "0", "--max_steps", "5", "--videos", "1", "--out_dir", "ev", "--device", "cpu")
+    assert "wandb" not in imported(r.stderr) and "matplotlib" not in imported(r.stderr)
+    res = json.load(open(work / "ev" / "results.json"))["tasks"][0]
+    steps = res["per_episode_steps"][0]
+    assert 1 <= steps <= 5 and (steps == 5 or res["per_episode"][0] == 1)  # a failed episode runs to the limit
+    mp4 = glob.glob(str(work / "ev" / "*_ep0_*.mp4"))
+    assert len(mp4) == 1 and os.path.basename(mp4[0]).startswith(res["task"])
+    frames = iio.imread(mp4[0], index=None)  # (T, H, W, 3): the first observation and one after each step
+    assert frames.shape == (steps + 1, 128, 128, 3)  # 32 px frames shown at 4x
+    # the older --gifs N: N GIFs, the same frames
+    run(work, os.path.join(ROOT, "evaluate.py"), "--ckpt", "ft/ckpt.pt", "--episodes", "1", "--tasks", "0",
+        "--max_steps", "5", "--gifs", "1", "--out_dir", "ev_gif", "--device", "cpu")
+    gif = glob.glob(str(work / "ev_gif" / "*_ep0_*.gif"))
+    assert len(gif) == 1 and not glob.glob(str(work / "ev_gif" / "*.mp4"))
+    assert len(iio.imread(gif[0], index=None)) == steps + 1
+
+
+def test_pretrain_imports_no_wandb_without_the_flag(work):
+    r = run(work, "-X", "importtime", os.path.join(ROOT, "pretrain.py"), *TINY, "--max_steps", "0", "--out_dir", "pt0")
+    assert "wandb" not in imported(r.stderr) and "matplotlib" not in imported(r.stderr)
+    assert "torch" in imported(r.stderr)  # the check sees the imports at all
+    assert not os.path.exists(work / "pt0" / "wandb_id.txt") and not os.path.exists(work / "wandb")
+
+
+def test_compare_plot_from_compare_json_is_a_png(tmp_path):
+    out = tmp_path / "toy_compare.png"
+    r = run(tmp_path, os.path.join(ROOT, "compare.py"), "--plot", os.path.join(ROOT, "results", "toy_compare.json"),
+            "--out_png", str(out))
+    assert f"wrote {out}" in r.stdout and not os.path.exists(tmp_path / "runs")  # --plot runs nothing
+    assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size[0] >= 800 and im.size[1] >= 600
+    r = run(tmp_path, os.path.join(ROOT, "compare.py"), "--plot", "missing.json", ok=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("error: --plot missing.json:") and len(r.stderr.strip().splitlines()) == 1
