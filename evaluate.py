@@ -282,8 +282,9 @@ lines = [f"| task | family | success (Wilson 95%) | n |", "|---|---|---|---|"]
 lines += [f"| {r['task']} | {r['family']} | {fmt(r)} | {r['episodes']} |" for r in rows]
 totals = [*families.items(), ("overall", results["overall"])]
 lines += [f"| **{f}** | | {fmt(s)} | {s['episodes']} |" for f, s in totals]
-with open(os.path.join(out_dir, "results.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+links = [f"- {tasks[j][0]}: [{os.path.basename(p)}]({os.path.basename(p)})" for j, p in videos.items()]
+with open(os.path.join(out_dir, "results.md"), "w") as f:  # the table, then links to the videos beside it
+    f.write("\n".join(lines + (["", "Videos (first episode of each task):", *links] if links else [])) + "\n")
 print("\n".join(lines))
 print(f"wrote {out_dir}/results.json")
 if args.wandb:  # one wandb run per evaluation: the success rates as scalars, the per-task table, the videos

