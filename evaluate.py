@@ -154,19 +154,17 @@ if missing:
     lang_table.update(zip(missing, embed_instructions(missing)))
 
 
-steps = np.zeros((len(tasks), args.episodes), int)  # each episode's length, filled in by evaluate()
-
-
 @torch.no_grad()
 def evaluate():
     """Every (task, episode) through a pool of environment slots stepped in lockstep. Returns per-task
-    success arrays (n_tasks, episodes), video frames (steps + 1 per episode: the first observation and
-    one after each step) and, for LIBERO, final simulator states."""
+    success and episode-length arrays (n_tasks, episodes), video frames (steps + 1 per episode: the first
+    observation and one after each step) and, for LIBERO, final simulator states."""
     queue = [(j, e) for j in range(len(tasks)) for e in range(args.episodes)]
     n = min(args.envs or (2 if libero else args.episodes), len(queue))
     pool = (libero_sim.EnvWorkers(n, spec["cameras"], spec["image_size"], msaa=args.msaa) if libero else
             toyworld.ToyEnvs(n, spec["image_size"], args.seed))
     success = np.zeros((len(tasks), args.episodes), bool)
+    steps = np.zeros((len(tasks), args.episodes), int)  # each episode's length
     finals = np.zeros((len(tasks), args.episodes), object)
     gifs = {}
     slots, obs = [None] * n, [None] * n
@@ -223,10 +221,10 @@ def evaluate():
     finally:
         bar.close()
         pool.close()
-    return success, gifs, finals
+    return success, steps, gifs, finals
 
 
-success, gifs, finals = evaluate()
+success, steps, gifs, finals = evaluate()
 os.makedirs(out_dir, exist_ok=True)  # only now: a run stopped during the episodes leaves no empty folder
 rows = [{"task": task, "family": family, "instruction": ins, **rate(int(success[j].sum()), args.episodes),
          "per_episode": success[j].astype(int).tolist(), "per_episode_steps": steps[j].tolist()}

@@ -50,7 +50,7 @@ from data import CAMERAS, DataError, MixtureBatches, PretrainWindows, StepBatche
 from policies import POLICY_SIZES, make_policy
 from rssm import PRESETS, WorldModel, WorldModelConfig
 from run import (CKPT_VERSION, CheckpointError, check_device, claim_run_dir, load_checkpoint, open_run,
-                 resumed_log, save_checkpoint, setup_process)
+                 resumed_log, save_checkpoint, setup_process, start_wandb)
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # data
@@ -405,12 +405,8 @@ if master:  # the inputs are checked: now the run folder is made, locked and cle
         fail(e)
     logged = args.resume and resumed_log(args.out_dir, step0)  # the resumed step's eval row is in the log
     log = open(os.path.join(args.out_dir, "log.jsonl"), "a")
-    if args.wandb:  # --resume continues the same wandb run: its id is kept in the run folder
-        id_file = os.path.join(args.out_dir, "wandb_id.txt")
-        run_id = open(id_file).read().strip() if args.resume and os.path.isfile(id_file) else None
-        wandb.init(project=args.wandb_project, name=args.wandb_name or os.path.basename(os.path.abspath(args.out_dir)),
-                   id=run_id, resume="allow", config=config, job_type="pretrain")
-        open(id_file, "w").write(wandb.run.id)
+    if args.wandb:  # --resume continues the same wandb run
+        start_wandb(config, "pretrain")
 batches = iter(loader)
 bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master,
            desc="pretrain", mininterval=2)

@@ -235,3 +235,15 @@ def resumed_log(out_dir, step):
         f.writelines(line + "\n" for line in keep)
     os.replace(tmp, path)
     return have
+
+
+def start_wandb(config, job_type):
+    """Open the wandb run of a stage script's run folder (wandb imported by the caller's --wandb check). Its id
+    is kept in <out_dir>/wandb_id.txt (one of RUN_FILES, so --overwrite starts a new run): --resume continues it."""
+    import wandb
+    id_file = os.path.join(config["out_dir"], "wandb_id.txt")
+    run_id = open(id_file).read().strip() if config["resume"] and os.path.isfile(id_file) else None
+    wandb.init(project=config["wandb_project"], id=run_id, resume="allow", config=config, job_type=job_type,
+               name=config["wandb_name"] or os.path.basename(os.path.abspath(config["out_dir"])))
+    with open(id_file, "w") as f:
+        f.write(wandb.run.id)
