@@ -19,6 +19,9 @@ much of their variance over windows the instruction alone explains. A policy tra
 model that does not see the instruction can pass the task to it as a code that is the same for every
 window of the task (near 100%), instead of the motion (a supervised policy's actions on the toy: ~20%).
 
+A checkpoint of `pretrain.py --latents idm` gets the same table for its inverse-dynamics model's own
+latents (z_t from frames t and t+1, paired with a_t; random-init IDMs as the baseline), below the policy's.
+
     python cca.py --ckpt runs/pretrain/ckpt.pt                   # toy: data/toy/target_demos.hdf5
     python cca.py --ckpt runs/bdv2/ckpt.pt --data data/libero_90
 
@@ -33,6 +36,7 @@ import numpy as np
 import torch
 
 from data import DataError, DemoWindows, check_out_dir, find_episode_files
+from idm import IDMConfig, LatentActionModel
 from policies import make_policy
 from run import CheckpointError, check_device, load_checkpoint, policy_from_checkpoint, setup_process
 
@@ -104,6 +108,49 @@ def collect(policy, dataset, device, batch_size):
     return np.concatenate(zs), np.concatenate(acts), np.array(fams), np.concatenate(eps), np.concatenate(chunks)
 
 
+@torch.no_grad()
+def collect_idm(lam, dataset, device):
+    """The IDM's latent of every transition of every demo, z_t = IDM(o_t, o_{t+1}), paired with a_t;
+    with their task family and episode (as collect's)."""
+    zs, acts, fams, eps = [], [], [], []
+    for e, d in enumerate(dataset.episodes):  # e: the episode index DemoWindows gives its windows
+        x = dataset._frames(d, "agentview", slice(0, d["T"])).to(device).float() / 255  # (T, 3, S, S)
+        zs.append(lam.latents(x[None])[0].float().cpu().numpy())  # (T-1, d)
+        acts.append(d["norm"][:-1])  # (T-1, A): a_t drives o_t -> o_{t+1}
+        fams += [d["task_type"]] * (d["T"] - 1)
+        eps.append(np.full(d["T"] - 1, e))
+    return np.concatenate(zs), np.concatenate(acts), np.array(fams), np.concatenate(eps)
+
+
+def scores(z, a, fam, ep, args):
+    """Held-out and in-sample first CCA per task family and overall."""
+    groups = {"overall": np.ones(len(z), bool), **{f: fam == f for f in sorted(set(fam))}}
+    return {g: {"heldout": heldout_cca(z[m], a[m], ep[m], args.ridge, args.seed),
+                "insample": first_cca(z[m], a[m], args.ridge), "samples": int(m.sum()),
+                "episodes": len(np.unique(ep[m]))} for g, m in groups.items()}
+
+
+def table(results, gate, rand, what):
+    """cca.md's table of one kind of latents against its random inits, and the gate L line."""
+    lines = [f"| group | episodes | held-out CCA {what} | held-out random init (mean of {rand}) | "
+             f"in-sample {what} | in-sample random init |", "|---|---|---|---|---|---|"]
+    lines += [f"| {g} | {r['episodes']} | {r['heldout']:.3f} | {r['random_heldout']:.3f} | {r['insample']:.3f} | "
+              f"{r['random_insample']:.3f} |" for g, r in results.items()]
+    return lines + [f"gate L ({what}; held-out >= 0.6 and >= random + 0.3 in every family): "
+                    f"{'pass' if all(gate.values()) else 'fail'}"]
+
+
+def with_random(own, rand):
+    """Per group: own's numbers, and the mean held-out and in-sample over the random inits', and gate L
+    (README): per family, held-out CCA >= 0.6 and >= 0.3 above the random inits' mean."""
+    mean = lambda key, g: float(np.mean([r[g][key] for r in rand])) if rand else float("nan")
+    results = {g: dict(r, random_heldout=mean("heldout", g), random_insample=mean("insample", g))
+               for g, r in own.items()}
+    gate = {g: bool(r["heldout"] >= 0.6 and r["heldout"] >= r["random_heldout"] + 0.3)
+            for g, r in results.items() if g != "overall"}
+    return results, gate
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,42 +203,40 @@ def main():
         if collapsed:
             notes.append(f"{arm}: latents collapsed, the same chunk for every window (max std over windows "
                          f"{spread:.2e}); its CCA and instruction share are meaningless")
-        groups = {"overall": np.ones(len(z), bool), **{f: fam == f for f in sorted(set(fam))}}
-        per[arm] = {g: {"heldout": heldout_cca(z[m], a[m], ep[m], args.ridge, args.seed),
-                        "insample": first_cca(z[m], a[m], args.ridge), "samples": int(m.sum()),
-                        "episodes": len(np.unique(ep[m]))} for g, m in groups.items()}
+        per[arm] = scores(z, a, fam, ep, args)
         # saturation: a tanh head pinned at +-1 passes no gradient, and stage 2 starts from it
         per[arm] |= {"latent_std": spread, "latent_collapsed": collapsed, "latent_abs": float(np.abs(z).mean()),
                      "latent_saturated": float((np.abs(z) > 0.99).mean()),
                      "latent_instruction_share": instruction_share(chunks, window_instruction)}
-    groups = [g for g in per["pretrained"] if not g.startswith("latent_")]
     rand = [per[arm] for arm, _ in policies[1:]]
-    mean = lambda key, g: float(np.mean([r[g][key] for r in rand])) if rand else float("nan")
     mean_of = lambda key, rs: float(np.mean([r[key] for r in rs])) if rs else float("nan")
-    results = {g: dict(per["pretrained"][g], random_heldout=mean("heldout", g), random_insample=mean("insample", g))
-               for g in groups}
-    # gate L (README): per family, held-out CCA >= 0.6 and >= 0.3 above the random policies' mean
-    gate = {g: bool(r["heldout"] >= 0.6 and r["heldout"] >= r["random_heldout"] + 0.3)
-            for g, r in results.items() if g != "overall"}
-
-    os.makedirs(out_dir, exist_ok=True)
+    strip = lambda r: {g: v for g, v in r.items() if not g.startswith("latent_")}  # the CCA groups only
+    results, gate = with_random(strip(per["pretrained"]), [strip(r) for r in rand])
     out = {"ckpt": os.path.abspath(args.ckpt), "data": paths, "config": vars(args), "results": results,
            "gate_l": gate, "gate_l_pass": all(gate.values()), "per_policy": per, "notes": notes}
-    with open(os.path.join(out_dir, "cca.json.tmp"), "w") as f:
-        json.dump(out, f, indent=1)
-    os.replace(os.path.join(out_dir, "cca.json.tmp"), os.path.join(out_dir, "cca.json"))
-    lines = [f"| group | episodes | held-out CCA pretrained | held-out random init (mean of {len(rand)}) | "
-             "in-sample pretrained | in-sample random init |", "|---|---|---|---|---|---|"]
-    lines += [f"| {g} | {r['episodes']} | {r['heldout']:.3f} | {r['random_heldout']:.3f} | {r['insample']:.3f} | "
-              f"{r['random_insample']:.3f} |" for g, r in results.items()]
-    lines.append(f"gate L (held-out >= 0.6 and >= random + 0.3 in every family): "
-                 f"{'pass' if out['gate_l_pass'] else 'fail'}")
+    lines = table(results, gate, len(rand), "pretrained")
     pre = per["pretrained"]
     lines.append(f"latents: mean |z| {pre['latent_abs']:.3f}, |z| > 0.99 in {100 * pre['latent_saturated']:.1f}% "
                  f"(random init: {mean_of('latent_abs', rand):.3f}, {100 * mean_of('latent_saturated', rand):.1f}%); "
                  + ("the same chunk for every window (collapsed)" if pre["latent_collapsed"] else
                     f"the instruction alone explains {100 * pre['latent_instruction_share']:.1f}% of the latent chunks' "
                     f"variance over windows (random init: {100 * mean_of('latent_instruction_share', rand):.1f}%)"))
+    if ckpt["config"].get("latents") == "idm":  # the inverse-dynamics model's own latents, and random IDMs'
+        cfg = IDMConfig(**ckpt["wm_config"])
+        lams = [LatentActionModel(cfg)]
+        lams[0].load_state_dict(ckpt["world_model"])
+        for i in range(args.random_seeds):
+            torch.manual_seed(args.seed + i)
+            lams.append(LatentActionModel(cfg))
+        own = [scores(*collect_idm(lam.to(device).eval(), dataset, device), args) for lam in lams]
+        out["idm_results"], out["idm_gate_l"] = with_random(own[0], own[1:])
+        out["idm_gate_l_pass"] = all(out["idm_gate_l"].values())
+        lines += [""] + table(out["idm_results"], out["idm_gate_l"], len(own) - 1, "IDM")
+
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "cca.json.tmp"), "w") as f:
+        json.dump(out, f, indent=1)
+    os.replace(os.path.join(out_dir, "cca.json.tmp"), os.path.join(out_dir, "cca.json"))
     with open(os.path.join(out_dir, "cca.md"), "w") as f:
         f.write("\n".join(lines + notes) + "\n")
     print("\n".join(lines + notes))

@@ -1,16 +1,22 @@
 """
-Does world-model pretraining help? Every pretraining arm through the same stage 2, paired by seed.
+Does latent-action pretraining help? Every pretraining arm through the same stage 2, paired by seed,
+on the built-in toy world (--env toy) or in the real LIBERO simulator (--env libero_object).
 
     python compare.py --quick      # ~2 min on 2 CPU cores: 1 seed, tiny budgets; checks the pipeline, not the science
-    python compare.py              # the pre-registered run: 5 seeds, 50 episodes per task (~2.5 h on 2 CPU cores)
-    python compare.py --jobs 8     # as many runs at once as you have cores (each uses one torch thread)
+    python compare.py              # the toy's pre-registered run: 5 seeds, 50 episodes per task (~2.5 h on 2 CPU cores)
+    python compare.py --jobs 8     # as many units at once as you have cores (each run uses one torch thread)
+    python compare.py --env libero_object   # the LIBERO run below (~10 CPU-hours; resumable, unit by unit)
 
-Decision rule, fixed before the runs: world-model pretraining (arm wm_source) helps if its paired
-mean difference in success to scratch is >= 10 points and the 95% interval of that difference
-excludes 0. The same rule is reported for every arm.
+Decision rule, fixed before the runs: an arm helps if its paired mean difference in success to
+scratch is >= --helps_points (toy 10, LIBERO 5) and the 95% interval of that difference excludes 0.
+On the toy the arm in question is wm_source, on LIBERO wm; the rule is reported for every arm.
+Pre-registered for idm_source (issue 25, before its runs): the target is met if the policy's predicted
+latents reach held-out CCA >= 0.6 in every family and >= random init + 0.3 (gate L), their swap ratio
+is >= 1.1, and the rule above says it helps.
 
-Arms (BAKU unless dp_; every arm then runs the same stage 2 on the same 5 target demos per task,
-with the same stage-2 seed and the same evaluation episodes):
+Toy arms (BAKU unless dp_; every arm then runs the same stage 2 on the same 5 target demos per task,
+with the same stage-2 seed and the same evaluation episodes, toy seeds --eval_seed.., never used while
+choosing the recipe):
     scratch      no pretraining
     oracle       supervised pretraining on 50 target demos per task WITH actions (gate O: the
                  recipe must let it beat scratch, or no pretraining can show)
@@ -19,20 +25,48 @@ with the same stage-2 seed and the same evaluation episodes):
     wm_target    world-model pretraining on target-domain video, no actions (no domain gap)
     wm_source    world-model pretraining on source-domain video, no actions (the method)
     wm_detach    as wm_source with --detach_latents (the authors' release: the policy gets no gradient)
+    idm_source   latents chosen with hindsight (pretrain.py --latents idm, idm.py) on source-domain video:
+                 an inverse-dynamics model and a one-step forward model learn the latents, the policy
+                 learns to predict them from frame t and the instruction
+    idm_target   the same on target-domain video
     dp_<arm>     the same arm with Diffusion Policy instead of BAKU (dp_scratch, dp_wm_target, ...); its
                  paired difference is to dp_scratch
-The supervised arms' zero-shot success (before stage 2) is reported too. For the world-model arms the
-table shows gate W's numbers (open-loop beats copying frame t at every horizon >= 2, held-out windows;
-its other half is the rollout pictures, which no number checks: look at them), the swap test,
-held-out CCA per family next to randomly initialised policies (gate L), and what the latents are:
-the share saturated at +-1, the share of their variance the instruction alone explains (over the
-seeds whose latents did not collapse) and how many collapsed to one chunk for every window.
 
-Evaluation episodes use toy seeds --eval_seed.. (never used while choosing the recipe; see README).
-Runs go to --out/<arm>/seed<s>/; a finished run is skipped on a rerun, so a killed comparison resumes.
-Results: --out/compare.json and compare.md (also printed), and compare.png (matplotlib): success per
-arm with its 95% interval over seeds and the paired difference to scratch with its 95% interval, one
-column per policy. The plot of a finished comparison, from its compare.json alone (runs nothing):
+LIBERO-Object, pre-registered before any arm ran (issue 26). All 10 tasks; BAKU small at 64 px with
+agentview and 8-d proprio (ee_states, gripper_states); the wrist camera is left out (it doubles the
+render cost and the video has none). Data, from the scripted expert (libero_expert.py), whose layouts
+are sampled by the simulator and never an evaluation init state:
+    video        --video_demos (30) successful episodes per task, layout seed 100: stage 1's video
+                 (actions dropped for wm and idm; kept for sup)
+    demos        --demos (5) per task, layout seed 200: the labeled demos of stage 2, and the held-out
+                 episodes of CCA (never seen in stage 1)
+Arms, seeds 0..--seeds-1 (3), one stage-2 recipe (finetune.py --batch_size 64 --lr 3e-4 --max_steps
+--ft_steps (4000), fixed a priori from the first LIBERO result's recipe, not tuned on any evaluation
+state; --first_init 40 evaluates a recipe on init states 40..49 instead, the only ones to look at while
+choosing one):
+    scratch      no pretraining
+    wm           LAWM stage 1 on the video (pretrain.py, the RSSM at --wm_image_size: the smallest size
+                 whose supervised probe, `python idm.py --probe`, reads the actions within 0.05 pooled R^2 of
+                 the best size measured: 32 px, docs/libero.md)
+    sup          supervised pretraining on the same video WITH its actions: the upper bound
+    idm          the inverse-dynamics arm (pretrain.py --latents idm), if its toy gates pass
+Not run: wm with --detach_latents. BAKU small has no batch statistics (GroupNorm, LayerNorm), so a
+policy whose gradient is stopped leaves stage 1 exactly as it entered: equal to scratch by construction.
+Evaluation: init states 0..--episodes-1 (10) of every task, the same for every arm and seed. Success
+per arm with Wilson intervals, per task and overall, pooled over seeds; paired differences to scratch.
+Also on the labeled demos: CCA per task family against random-init policies; from stage 1's own
+held-out video windows: open-loop error vs copying frame t per k, swap and shuffle ratios.
+
+Units and resuming. One unit = one arm and seed: stage 1, stage 2, evaluation, CCA. Runs go to
+--out/<arm>/seed<s>/ (a finished run is skipped on a rerun, a killed one resumes), and each finished
+unit leaves a small record, --records/<arm>_seed<s>.json (toy: --out/units; LIBERO: results/
+libero_compare/, committed), which a rerun reads instead of running the unit again: a comparison
+longer than a session continues on a fresh machine from its committed records. The tables are made
+from the records alone.
+Results: --result.json and .md (also printed; toy: --out/compare, LIBERO: results/libero_compare), and
+.png (matplotlib): success per arm with its 95% interval over seeds and the paired difference to
+scratch with its 95% interval, one column per policy. The plot of a finished comparison, from its
+json alone (runs nothing):
     python compare.py --plot results/toy_compare.json --out_png assets/toy_compare.png
 With --wandb (pip install wandb; not in requirements.txt), one Weights & Biases run gets the flags,
 success/<arm> and diff_vs_scratch/<arm>, the table and the plot (the stage runs are not logged).
@@ -46,22 +80,41 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+# per environment: the arms it knows, its default arms and budgets (flags left unset take these)
+ENVS = {
+    "toy": dict(known=("scratch", "oracle", "sup_source", "wm_target", "wm_source", "wm_detach", "idm_source",
+                       "idm_target"),
+                arms="scratch,oracle,sup_source,wm_target,wm_source,wm_detach,dp_scratch,dp_wm_target", seeds=5,
+                episodes=50, pretrain_steps=1500, sup_steps=4000, ft_steps=1500, ft_lr=1e-3, helps_points=10),
+    "libero_object": dict(known=("scratch", "wm", "sup", "idm"), arms="scratch,wm,sup,idm", seeds=3, episodes=10,
+                          pretrain_steps=3000, sup_steps=3000, ft_steps=4000, ft_lr=3e-4, helps_points=5),
+}
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-p.add_argument("--quick", action="store_true", help="tiny budgets, 2 episodes per task, 1 seed unless --seeds: a "
-               "pipeline check")
-p.add_argument("--seeds", type=int, default=None, help="seeds per arm (pretraining and stage-2 seed; default 5)")
-p.add_argument("--episodes", type=int, default=50, help="evaluation episodes per task")
-p.add_argument("--eval_seed", type=int, default=0, help="first toy seed of the evaluation episodes")
-p.add_argument("--pretrain_steps", type=int, default=1500, help="world-model pretraining steps")
-p.add_argument("--sup_steps", type=int, default=4000, help="supervised pretraining steps (oracle, sup_source)")
-p.add_argument("--ft_steps", type=int, default=1500, help="stage-2 steps (every arm)")
-p.add_argument("--ft_lr", type=float, default=1e-3, help="stage-2 peak learning rate (every arm)")
+p.add_argument("--env", default="toy", choices=list(ENVS), help="toy world or the LIBERO simulator")
+p.add_argument("--quick", action="store_true", help="tiny budgets, 2 episodes per task (LIBERO: task 0, 1 episode), "
+               "1 seed unless --seeds: a pipeline check")
+p.add_argument("--seeds", type=int, default=None, help="seeds per arm (pretraining and stage-2 seed; toy 5, LIBERO 3)")
+p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per task (toy 50, LIBERO 10)")
+p.add_argument("--eval_seed", type=int, default=0, help="toy: first seed of the evaluation episodes")
+p.add_argument("--first_init", type=int, default=0, help="LIBERO: first fixed init state of the evaluation (40: the "
+               "states for choosing a recipe)")
+p.add_argument("--pretrain_steps", type=int, default=None, help="stage-1 steps (toy 1500, LIBERO 3000)")
+p.add_argument("--sup_steps", type=int, default=None, help="supervised pretraining steps (toy 4000, LIBERO 3000)")
+p.add_argument("--ft_steps", type=int, default=None, help="stage-2 steps, every arm (toy 1500, LIBERO 4000)")
+p.add_argument("--ft_lr", type=float, default=None, help="stage-2 peak learning rate, every arm (toy 1e-3, LIBERO 3e-4)")
 p.add_argument("--body_lr_scale", type=float, default=1.0, help="stage-2 lr multiplier below the action layer")
-p.add_argument("--arms", default="scratch,oracle,sup_source,wm_target,wm_source,wm_detach,dp_scratch,dp_wm_target",
-               help="comma list of arms; dp_<arm> is <arm> with Diffusion Policy")
-p.add_argument("--jobs", type=int, default=2, help="runs at once, one torch thread each")
-p.add_argument("--out", default="runs/compare", help="run folder")
-p.add_argument("--plot", default="", help="only draw the plot of a finished comparison's compare.json, run nothing")
+p.add_argument("--helps_points", type=float, default=None, help="the decision rule's bar in points (toy 10, LIBERO 5)")
+p.add_argument("--video_demos", type=int, default=30, help="LIBERO: expert video episodes per task (stage 1)")
+p.add_argument("--demos", type=int, default=5, help="LIBERO: labeled expert demos per task (stage 2)")
+p.add_argument("--wm_image_size", type=int, default=32, help="LIBERO: the world model's and IDM's frame size (32: "
+               "chosen by the probe, docs/libero.md)")
+p.add_argument("--arms", default=None, help="comma list of arms (toy: dp_<arm> is <arm> with Diffusion Policy)")
+p.add_argument("--jobs", type=int, default=None, help="units at once, one torch thread per run (toy 2; LIBERO 1: its "
+               "evaluation already runs 2 simulator processes)")
+p.add_argument("--out", default=None, help="run folder (default runs/compare, LIBERO runs/libero_compare)")
+p.add_argument("--records", default=None, help="folder of the finished units' records (default: see the docstring)")
+p.add_argument("--result", default=None, help="path of the tables without extension (default: see the docstring)")
+p.add_argument("--plot", default="", help="only draw the plot of a finished comparison's json, run nothing")
 p.add_argument("--out_png", default="", help="with --plot: where the plot goes (default: beside it, .json -> .png)")
 p.add_argument("--wandb", action="store_true", help="also log the table and plot to Weights & Biases (pip install "
                "wandb; offline: WANDB_MODE=offline); the stage runs themselves are not logged")
@@ -69,21 +122,39 @@ p.add_argument("--wandb_project", default="lawm", help="wandb project")
 p.add_argument("--wandb_name", default="", help="wandb run name (default: the --out folder's name)")
 args = p.parse_args()
 sys.stdout.reconfigure(line_buffering=True)  # each line reaches a pipe or a log file when printed
+libero = args.env != "toy"
+env_defaults = ENVS[args.env]
+if args.seeds is None:
+    args.seeds = 1 if args.quick else env_defaults["seeds"]
+for k, v in env_defaults.items():
+    if k != "known" and getattr(args, k) is None:
+        setattr(args, k, v)
 if args.quick:
-    args.episodes, args.pretrain_steps, args.sup_steps, args.ft_steps = 2, 4, 4, 4
-args.seeds = args.seeds if args.seeds is not None else 1 if args.quick else 5
+    args.episodes, args.pretrain_steps, args.sup_steps, args.ft_steps = 1 if libero else 2, 4, 4, 4
+    args.video_demos, args.demos = 1, 1
+args.jobs = args.jobs or (1 if libero else 2)
+args.out = args.out or ("runs/libero_compare" if libero else "runs/compare")
+in_repo = libero and not args.quick  # the real LIBERO run keeps its records and tables in results/
+args.records = args.records or ("results/libero_compare" if in_repo else os.path.join(args.out, "units"))
+args.result = args.result or ("results/libero_compare" if in_repo else os.path.join(args.out, "compare"))
 arms = args.arms.split(",")
-ARMS = ("scratch", "oracle", "sup_source", "wm_target", "wm_source", "wm_detach")
 for name, low in (("seeds", 1), ("episodes", 1), ("pretrain_steps", 0), ("sup_steps", 0), ("ft_steps", 0),
-                  ("jobs", 1)):
+                  ("jobs", 1), ("first_init", 0), ("video_demos", 1), ("demos", 2 if not args.quick else 1)):
     if getattr(args, name) < low:  # bad flags: one line, before any run starts
         sys.exit(f"error: --{name}: expected an integer >= {low}, got {getattr(args, name)}")
-if not all(math.isfinite(x) and x >= 0 for x in (args.ft_lr, args.body_lr_scale)):
-    sys.exit(f"error: --ft_lr, --body_lr_scale: expected finite numbers >= 0, got {args.ft_lr}, {args.body_lr_scale}")
+if not all(math.isfinite(x) and x >= 0 for x in (args.ft_lr, args.body_lr_scale, args.helps_points)):
+    sys.exit(f"error: --ft_lr, --body_lr_scale, --helps_points: expected finite numbers >= 0, got {args.ft_lr}, "
+             f"{args.body_lr_scale}, {args.helps_points}")
+if libero and args.first_init + args.episodes > 50:
+    sys.exit(f"error: --first_init, --episodes: expected first_init + episodes <= 50 (LIBERO's fixed init states), "
+             f"got {args.first_init}, {args.episodes}")
 base = lambda arm: arm[3:] if arm.startswith("dp_") else arm  # the BAKU arm a dp_ arm repeats
 policy = lambda arm: ["--policy", "diffusion" if arm.startswith("dp_") else "baku"]  # for stage scripts that build one
-if not all(base(a) in ARMS for a in arms) or len(set(arms)) != len(arms):
-    sys.exit(f"error: --arms: expected some of {','.join(ARMS)} (or dp_ before one) once each, got {args.arms!r}")
+latent_arm = lambda arm: base(arm).startswith(("wm", "idm"))  # a stage-1 arm whose policy emits latents
+known = env_defaults["known"]
+if not all(base(a) in known and (a == base(a) or not libero) for a in arms) or len(set(arms)) != len(arms):
+    sys.exit(f"error: --arms: expected some of {','.join(known)}" + ("" if libero else " (or dp_ before one)")
+             + f" once each, got {args.arms!r}")
 if args.wandb:  # imported only when asked for: without --wandb no wandb code is loaded
     try:
         import wandb
@@ -91,10 +162,10 @@ if args.wandb:  # imported only when asked for: without --wandb no wandb code is
         sys.exit("error: --wandb: the wandb package is not installed (pip install wandb)")
 
 
-def plot(res, path):
+def plot(res, path, bar):
     """compare.png: per policy (a column), success per arm with its 95% interval over seeds (top) and the
-    paired difference to that policy's scratch arm with its 95% interval (bottom; dashed: the +10-point
-    bar of the decision rule). One seed has no interval: the points stand alone."""
+    paired difference to that policy's scratch arm with its 95% interval (bottom; dashed: the decision
+    rule's bar, bar points). One seed has no interval: the points stand alone."""
     import matplotlib
     matplotlib.use("Agg")  # draws to a file; no display needed
     import matplotlib.pyplot as plt
@@ -115,7 +186,7 @@ def plot(res, path):
                 ax.bar(x, m, color=color, alpha=0.35)
             else:
                 ax.axhline(0, color="black", lw=0.8)
-                ax.axhline(10, color="tab:green", lw=0.8, ls="--")
+                ax.axhline(bar, color="tab:green", lw=0.8, ls="--")
             for i in x:
                 ax.errorbar(i, m[i], yerr=[[m[i] - lo[i]], [hi[i] - m[i]]], fmt="o", color=color[i], capsize=4)
                 if m[i] == m[i]:
@@ -128,7 +199,8 @@ def plot(res, path):
         axes[0, c].set_title(title)
     axes[0, 0].set_ylabel("success % (95% over seeds)")
     axes[1, 0].set_ylabel("paired diff to scratch, points (95%)")
-    fig.suptitle("green: helps (paired diff >= 10 points, dashed line, and its 95% interval excludes 0)", fontsize=10)
+    fig.suptitle(f"green: helps (paired diff >= {bar:g} points, dashed line, and its 95% interval excludes 0)",
+                 fontsize=10)
     fig.tight_layout()
     tmp = f"{path}.{os.getpid()}.tmp.png"
     fig.savefig(tmp, dpi=120)
@@ -136,36 +208,41 @@ def plot(res, path):
     os.replace(tmp, path)
 
 
+
 if args.plot:  # only the picture of a finished comparison: nothing runs
     out_png = args.out_png or os.path.splitext(args.plot)[0] + ".png"
     try:
-        res = json.load(open(args.plot))["results"]
+        done = json.load(open(args.plot))
+        res, bar = done["results"], done["config"].get("helps_points", 10)  # older tables: the toy's 10
     except (OSError, ValueError, KeyError, TypeError) as e:
         sys.exit(f"error: --plot {args.plot}: expected a compare.json written by compare.py ({type(e).__name__})")
-    plot(res, out_png)
+    plot(res, out_png, bar)
     print(f"wrote {out_png}")
     sys.exit()
 py, env = sys.executable, dict(os.environ, OMP_NUM_THREADS="1")
 here = os.path.dirname(os.path.abspath(__file__))
 os.makedirs(args.out, exist_ok=True)
+os.makedirs(args.records, exist_ok=True)
 log = open(os.path.join(args.out, "commands.log"), "a")  # every command run, in order, for the record
 
 
-def run(*cmd, done):
-    """Run one stage script unless `done` exists; stop the comparison on failure. A training run marks
-    its folder DONE when it exits cleanly; a killed one is continued with --resume."""
-    if os.path.exists(done):
-        return
-    train = done.endswith("DONE")
-    if train:  # a killed run is continued; one killed before its first checkpoint starts again
+def run(*cmd, done, train=False, unit=None):
+    """Run one script unless `done` exists, then make sure `done` does; stop the comparison on failure.
+    train: a stage run, whose folder --resume continues (a killed run) or --overwrite starts again (one
+    killed before its first checkpoint). unit: a list that gets the command, for the unit's record."""
+    if train:
         cmd = (*cmd, "--resume" if os.path.exists(os.path.join(os.path.dirname(done), "ckpt.pt")) else "--overwrite")
     cmd = [py, os.path.join(here, cmd[0]), *map(str, cmd[1:])]
+    if unit is not None:
+        unit.append(" ".join(["python", cmd[1].split(os.sep)[-1], *cmd[2:-1 if train else None]]))  # as typed
+    if os.path.exists(done):
+        return
     log.write(" ".join(cmd[1:]) + "\n"); log.flush()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         last = (r.stderr.strip().splitlines() or [""])[-1]
         sys.exit(f"error: `{' '.join(cmd[1:])}` failed:\n{last}")
-    if train:
+    if not os.path.exists(done):
         open(done, "w").close()
 
 
@@ -174,64 +251,98 @@ def parallel(fn, items):
         list(pool.map(fn, items))
 
 
-# data, inside --out: the toy world's stage-2 demos (5 per task), source video and source demos; and,
-# from another seed block so no episode is shared, 50 target demos per task for the oracle and the
-# target-video arm (and CCA: 500 episodes to split in halves)
 t0 = time.time()
-toy, target50 = os.path.join(args.out, "data", "toy"), os.path.join(args.out, "data", "target50")
-q = ["--source_episodes", 20, "--source_demos", 20, "--image_size", 32] if args.quick else []
-run("data.py", "toy", "--out", toy, *q, done=os.path.join(toy, "source_video.hdf5"))
-run("data.py", "toy", "--seed", 1, "--target_demos", 2 if args.quick else 50, "--source_demos", 10,
-    "--source_episodes", 10, "--out", target50, *q[4:], done=os.path.join(target50, "source_video.hdf5"))
+data = os.path.join(args.out, "data")
+if not libero:
+    # the toy world's stage-2 demos (5 per task), source video and source demos; and, from another seed
+    # block so no episode is shared, 50 target demos per task for the oracle and the target-video arms (and
+    # CCA: 500 episodes to split in halves)
+    toy, target50 = os.path.join(data, "toy"), os.path.join(data, "target50")
+    q = ["--source_episodes", 20, "--source_demos", 20, "--image_size", 32] if args.quick else []
+    run("data.py", "toy", "--out", toy, *q, done=os.path.join(toy, "source_video.hdf5"))
+    run("data.py", "toy", "--seed", 1, "--target_demos", 2 if args.quick else 50, "--source_demos", 10,
+        "--source_episodes", 10, "--out", target50, *q[4:], done=os.path.join(target50, "source_video.hdf5"))
+    video, demos = os.path.join(toy, "source_video.hdf5"), os.path.join(target50, "target_demos.hdf5")
+    pre = {"wm_source": ["--data", video], "wm_target": ["--data", demos],
+           "wm_detach": ["--data", video, "--detach_latents"], "oracle": ["--data", demos],
+           "sup_source": ["--data", os.path.join(toy, "source_demos.hdf5")],
+           "idm_source": ["--data", video, "--latents", "idm"], "idm_target": ["--data", demos, "--latents", "idm"]}
+    stage2_data, cca_data = ["--data", os.path.join(toy, "target_demos.hdf5")], demos
+    evaluation = ["--episodes", args.episodes, "--seed", args.eval_seed]
+    tiny = ["--batch_size", 4, "--eval_every", 2, "--log_every", 1] if args.quick else []
+else:
+    # the scripted expert's video and labeled demos (official schema), then episode files at 64 px
+    tasks = ["--tasks", "0"] if args.quick else []
+    video, demos = os.path.join(data, "video"), os.path.join(data, "demos")
+    for out, n, seed in ((video, args.video_demos, 100), (demos, args.demos, 200)):
+        run("convert.py", "libero-expert", "--suite", "libero_object", *tasks, "--demos", n, "--seed", seed,
+            "--out", out + "_raw", "--workers", 2, done=os.path.join(out + "_raw", "DONE"))
+        run("convert.py", "libero", "--src", out + "_raw", "--out", out, "--image_size", 64, "--cameras", "agentview",
+            done=os.path.join(out, "DONE"))
+    obs = ["--cameras", "agentview", "--state_keys", "ee_states,gripper_states"]  # the stage-2 policy's inputs
+    latent = ["--data", video, "--cameras", "agentview", "--state_dim", 8, "--latent_dim", 7,
+              "--wm_image_size", args.wm_image_size]  # stage 1 builds the same policy, latents of the action size
+    pre = {"wm": latent, "idm": [*latent, "--latents", "idm"], "sup": ["--data", video, *obs, "--batch_size", 64,
+                                                                      "--lr", 3e-4]}
+    stage2_data, cca_data = ["--data", demos, *obs, "--batch_size", 64], demos
+    evaluation = ["--suite", "libero_object", "--episodes", args.episodes, "--first_init", args.first_init,
+                  "--envs", 2, *tasks, *(["--max_steps", 5] if args.quick else [])]
+    tiny = ["--batch_size", 4, "--eval_every", 2, "--log_every", 1] if args.quick else []
 dirs = {(a, s): os.path.join(args.out, a, f"seed{s}") for a in arms for s in range(args.seeds)}
-tiny = ["--batch_size", 4, "--eval_every", 2, "--log_every", 1] if args.quick else []
-
-# stage 1 (or the supervised pretraining) of every arm and seed
-video, demos = os.path.join(toy, "source_video.hdf5"), os.path.join(target50, "target_demos.hdf5")
-pre = {"wm_source": ["--data", video], "wm_target": ["--data", demos],
-       "wm_detach": ["--data", video, "--detach_latents"], "oracle": ["--data", demos],
-       "sup_source": ["--data", os.path.join(toy, "source_demos.hdf5")]}
+record_path = lambda key: os.path.join(args.records, f"{key[0]}_seed{key[1]}.json")
+load = lambda *path: json.load(open(os.path.join(*path)))
 
 
-def evaluate(out, videos):
+def evaluate(out, videos, unit):
     """Closed-loop success of out/ckpt.pt on the shared evaluation episodes, into out/eval."""
-    run("evaluate.py", "--ckpt", os.path.join(out, "ckpt.pt"), "--episodes", args.episodes, "--seed", args.eval_seed,
-        "--videos", videos, "--out_dir", os.path.join(out, "eval"), done=os.path.join(out, "eval", "results.json"))
+    run("evaluate.py", "--ckpt", os.path.join(out, "ckpt.pt"), *evaluation, "--videos", videos, "--out_dir",
+        os.path.join(out, "eval"), done=os.path.join(out, "eval", "results.json"), unit=unit)
 
 
-def stage1(key):
+def unit(key):
+    """One arm and seed: stage 1 (or supervised pretraining), stage 2, evaluation, CCA; then its record.
+    A unit whose record exists is done, whether or not its runs are on this machine."""
+    if os.path.exists(record_path(key)):
+        return
     arm, s = key
-    out = os.path.join(dirs[key], "pre")
-    if base(arm).startswith("wm_"):
+    d, cmds = dirs[key], []
+    if latent_arm(arm):
         run("pretrain.py", *pre[base(arm)], *policy(arm), "--seed", s, "--max_steps", args.pretrain_steps,
-            "--out_dir", out, *tiny, done=os.path.join(out, "DONE"))
-    elif base(arm) in pre:  # supervised: finetune.py on labeled demos, then its zero-shot target success
-        run("finetune.py", *pre[base(arm)], *policy(arm), "--seed", s, "--max_steps", args.sup_steps, "--out_dir", out,
-            *tiny, done=os.path.join(out, "DONE"))
-        evaluate(out, videos=0)
+            "--out_dir", os.path.join(d, "pre"), *tiny, done=os.path.join(d, "pre", "DONE"), train=True, unit=cmds)
+    elif base(arm) != "scratch":  # supervised: finetune.py on labeled episodes, then its zero-shot success
+        run("finetune.py", *pre[base(arm)], *policy(arm), "--seed", s, "--max_steps", args.sup_steps, "--out_dir",
+            os.path.join(d, "pre"), *tiny, done=os.path.join(d, "pre", "DONE"), train=True, unit=cmds)
+        evaluate(os.path.join(d, "pre"), 0, cmds)
+    init = policy(arm) if base(arm) == "scratch" else ["--init", os.path.join(d, "pre", "ckpt.pt")]  # it says which
+    run("finetune.py", *stage2_data, *init, "--seed", s, "--max_steps", args.ft_steps, "--lr", args.ft_lr,
+        "--body_lr_scale", args.body_lr_scale, "--out_dir", os.path.join(d, "ft"), *tiny,
+        done=os.path.join(d, "ft", "DONE"), train=True, unit=cmds)
+    evaluate(os.path.join(d, "ft"), 1 if s == 0 else 0, cmds)
+    if latent_arm(arm):  # CCA on labeled episodes stage 1 never saw
+        run("cca.py", "--ckpt", os.path.join(d, "pre", "ckpt.pt"), "--data", cca_data, "--out_dir",
+            os.path.join(d, "cca"), done=os.path.join(d, "cca", "cca.json"), unit=cmds)
+    # the record: what the tables need, small enough to commit
+    ev = load(d, "ft", "eval", "results.json")
+    rec = {"arm": arm, "seed": s, "success": ev["overall"], "commands": cmds,
+           "tasks": [{k: t[k] for k in ("task", "family", "successes", "episodes", "per_episode")} for t in ev["tasks"]]}
+    if base(arm) in pre and not latent_arm(arm):
+        rec["zero_shot"] = load(d, "pre", "eval", "results.json")["overall"]
+    if latent_arm(arm):
+        rows = open(os.path.join(d, "pre", "log.jsonl")).readlines()
+        rec["pre_eval"] = [json.loads(l)["eval"] for l in rows if '"eval"' in l][-1]  # stage 1's final eval
+        c = load(d, "cca", "cca.json")
+        rec["cca"] = {k: c[k] for k in ("results", "gate_l_pass", "per_policy", "idm_results", "idm_gate_l_pass")
+                      if k in c}
+    with open(record_path(key) + ".tmp", "w") as f:
+        json.dump(rec, f, indent=1)
+    os.replace(record_path(key) + ".tmp", record_path(key))
 
 
-def stage2(key):
-    arm, s = key
-    init = (policy(arm) if base(arm) == "scratch"
-            else ["--init", os.path.join(dirs[key], "pre", "ckpt.pt")])  # --init: the checkpoint says which policy
-    out = os.path.join(dirs[key], "ft")
-    run("finetune.py", "--data", os.path.join(toy, "target_demos.hdf5"), *init, "--seed", s, "--max_steps",
-        args.ft_steps, "--lr", args.ft_lr, "--body_lr_scale", args.body_lr_scale, "--out_dir", out, *tiny,
-        done=os.path.join(out, "DONE"))
-    evaluate(out, videos=1 if s == 0 else 0)
-    if base(arm).startswith("wm_"):  # CCA on the 50-per-task target demos
-        cca = os.path.join(dirs[key], "cca")
-        run("cca.py", "--ckpt", os.path.join(dirs[key], "pre", "ckpt.pt"), "--data", demos, "--out_dir", cca,
-            done=os.path.join(cca, "cca.json"))
-
-
-parallel(stage1, list(dirs))
-parallel(stage2, list(dirs))
+parallel(unit, list(dirs))
 
 # -------------------------------------------------------------------------------------------------
-# aggregate: success per arm with 95% intervals over seeds (t) and over all episodes (Wilson);
-# paired differences to scratch per seed
+# aggregate, from the records alone: success per arm with 95% intervals over seeds (t) and over all
+# episodes (Wilson); paired differences to scratch per seed
 T975 = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13]  # df 1..15
 
 
@@ -250,28 +361,31 @@ def wilson(k, n, z=1.96):
     return [c - h, c + h]
 
 
-load = lambda *path: json.load(open(os.path.join(*path)))
+recs = {key: json.load(open(record_path(key))) for key in dirs}
 res, seeds = {}, range(args.seeds)
+mean = lambda xs: sum(xs) / len(xs)
 for arm in arms:
-    ev = [load(dirs[arm, s], "ft", "eval", "results.json")["overall"] for s in seeds]
+    ev = [recs[arm, s]["success"] for s in seeds]
     rates = [e["success_rate"] for e in ev]
     m, ci = t_interval(rates)
     ci = [min(max(c, 0.0), 1.0) if c == c else c for c in ci]  # rates lie in [0, 1] (nan: one seed, no interval)
     k, n = sum(e["successes"] for e in ev), sum(e["episodes"] for e in ev)
     r = {"success": m, "ci95_seeds": ci, "ci95_episodes": wilson(k, n), "per_seed": rates, "episodes": n}
+    # per task, pooled over the seeds
+    r["tasks"] = {t["task"]: [0, 0] for t in recs[arm, 0]["tasks"]}
+    for s in seeds:
+        for t in recs[arm, s]["tasks"]:
+            r["tasks"][t["task"]] = [r["tasks"][t["task"]][0] + t["successes"], r["tasks"][t["task"]][1] + t["episodes"]]
     scratch = "dp_scratch" if arm.startswith("dp_") else "scratch"  # paired with the same policy's scratch arm
     if scratch in arms:
-        ref = [load(dirs[scratch, s], "ft", "eval", "results.json")["overall"]["success_rate"] for s in seeds]
+        ref = [recs[scratch, s]["success"]["success_rate"] for s in seeds]
         d, dci = t_interval([a - b for a, b in zip(rates, ref)])
-        r |= {"diff_vs_scratch": d, "diff_ci95": dci, "helps": bool(d >= 0.10 and dci[0] > 0)}
-    if base(arm) in ("oracle", "sup_source"):
-        r["zero_shot"] = t_interval([load(dirs[arm, s], "pre", "eval", "results.json")["overall"]["success_rate"]
-                                     for s in seeds])[0]
-    if base(arm).startswith("wm_"):
-        logs = [open(os.path.join(dirs[arm, s], "pre", "log.jsonl")).readlines() for s in seeds]
-        evals = [[json.loads(l)["eval"] for l in rows if '"eval"' in l][-1] for rows in logs]  # the final eval
-        cca = [load(dirs[arm, s], "cca", "cca.json") for s in seeds]
-        mean = lambda xs: sum(xs) / len(xs)
+        r |= {"diff_vs_scratch": d, "diff_ci95": dci, "helps": bool(d >= args.helps_points / 100 and dci[0] > 0)}
+    if "zero_shot" in recs[arm, 0]:
+        r["zero_shot"] = t_interval([recs[arm, s]["zero_shot"]["success_rate"] for s in seeds])[0]
+    if latent_arm(arm):
+        evals = [recs[arm, s]["pre_eval"] for s in seeds]
+        cca = [recs[arm, s]["cca"] for s in seeds]
         r["gate_w"] = {k: mean([e[k] for e in evals]) for k in ("gate_w", "swap_ratio", "shuffle_ratio", "openloop_err",
                                                               "copy_frame_err")}
         r["gate_w"]["openloop_k"] = [round(mean(v), 1) for v in zip(*[e["openloop_k"] for e in evals])]
@@ -287,6 +401,14 @@ for arm in arms:
                         if ok else float("nan"), "collapsed": len(lat) - len(ok),
                         "random_instruction_share": mean([q[a]["latent_instruction_share"] for q in lat for a in q
                                                           if a.startswith("random")])}
+        if base(arm).startswith("idm"):  # the IDM's own latents, and how well the policy predicts them
+            r["idm"] = {k: mean([e[k] for e in evals]) for k in ("idm_gate_w", "idm_swap_ratio", "idm_shuffle_ratio",
+                                                               "policy_r2")}
+            r["idm"]["idm_openloop_k"] = [round(mean(v), 1) for v in zip(*[e["idm_openloop_k"] for e in evals])]
+            r["idm"]["cca"] = {g: {k: mean([c["idm_results"][g][k] for c in cca]) for k in ("heldout", "random_heldout")}
+                               for g in cca[0]["idm_results"]}
+            r["idm"]["gate_l_pass"] = mean([c["idm_gate_l_pass"] for c in cca])
+            r["target_met"] = bool(r.get("helps") and r["gate_l_pass"] == 1 and r["gate_w"]["swap_ratio"] >= 1.1)
     res[arm] = r
 
 pct = lambda x: f"{100 * x:.1f}" if x == x else "nan"
@@ -313,15 +435,33 @@ for arm, r in res.items():
                      f"| {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | {fams} | {verdict(r['gate_l_pass'])} "
                      f"| {sat} | {pct(r['latents']['latent_instruction_share'])}% "
                      f"({pct(r['latents']['random_instruction_share'])}%) | {r['latents']['collapsed']} of {args.seeds} |")
-lines.append(f"\n{args.seeds} seed(s) x {args.episodes} episodes per task x 10 tasks per arm; this invocation's wall "
-             f"time {(time.time() - t0) / 60:.1f} min (finished runs are skipped); commands in {args.out}/commands.log")
+idm = [(arm, r) for arm, r in res.items() if "idm" in r]
+if idm:
+    lines += ["", "| arm | IDM latents: open-loop k=1..n | swap ratio | shuffle ratio | held-out CCA per family (random "
+              "init) | gate L | policy R^2 to them | pre-registered target (idm_source) |", "|---|---|---|---|---|---|---|---|"]
+for arm, r in idm:
+    i = r["idm"]
+    fams = ", ".join(f"{g} {c['heldout']:.2f} ({c['random_heldout']:.2f})" for g, c in i["cca"].items())
+    lines.append(f"| {arm} | {'/'.join(f'{v:.1f}' for v in i['idm_openloop_k'])} | {i['idm_swap_ratio']:.3f} "
+                 f"| {i['idm_shuffle_ratio']:.3f} | {fams} | {'pass' if i['gate_l_pass'] == 1 else 'fail'} "
+                 f"| {i['policy_r2']:.3f} | {'met' if r['target_met'] else 'not met'} |")
+if libero:  # per task, pooled over the seeds
+    names = list(res[arms[0]]["tasks"])
+    lines += ["", "| task | " + " | ".join(f"{arm} % [Wilson 95%]" for arm in arms) + " |", "|---|" + "---|" * len(arms)]
+    for t in names:
+        cell = lambda k, n: f"{pct(k / n)} [{pct(wilson(k, n)[0])}, {pct(wilson(k, n)[1])}]"
+        lines.append(f"| {t} | " + " | ".join(cell(*res[arm]["tasks"][t]) for arm in arms) + " |")
+n_tasks = len(res[arms[0]]["tasks"])
+lines.append(f"\n{args.seeds} seed(s) x {args.episodes} episodes per task x {n_tasks} tasks per arm; this invocation's "
+             f"wall time {(time.time() - t0) / 60:.1f} min (finished units are skipped); each unit's commands are in its "
+             f"record, {args.records}/<arm>_seed<s>.json")
 out = {"config": vars(args), "results": res, "wall_s": time.time() - t0}
-with open(os.path.join(args.out, "compare.json.tmp"), "w") as f:
+with open(args.result + ".json.tmp", "w") as f:
     json.dump(out, f, indent=1)
-os.replace(os.path.join(args.out, "compare.json.tmp"), os.path.join(args.out, "compare.json"))
-with open(os.path.join(args.out, "compare.md"), "w") as f:
+os.replace(args.result + ".json.tmp", args.result + ".json")
+with open(args.result + ".md", "w") as f:
     f.write("\n".join(lines) + "\n")
-plot(res, os.path.join(args.out, "compare.png"))
+plot(res, args.result + ".png", args.helps_points)
 print("\n".join(lines))
 if args.wandb:  # one wandb run for the comparison: per-arm scalars, the table, the plot
     wandb.init(project=args.wandb_project, name=args.wandb_name or os.path.basename(os.path.abspath(args.out)),
@@ -332,7 +472,7 @@ if args.wandb:  # one wandb run for the comparison: per-arm scalars, the table, 
              r.get("helps"), r.get("zero_shot")] for arm, r in res.items()]
     rows = [[None if x != x else x for x in row] for row in rows]  # one seed: no interval (nan), an empty cell
     wandb.log({"comparison": wandb.Table(columns=cols, data=rows),
-               "plot": wandb.Image(os.path.join(args.out, "compare.png")),
+               "plot": wandb.Image(args.result + ".png"),
                **{f"success/{arm}": r["success"] for arm, r in res.items()},
                **{f"diff_vs_scratch/{arm}": r["diff_vs_scratch"] for arm, r in res.items()
                   if "diff_vs_scratch" in r}})

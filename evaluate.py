@@ -9,7 +9,7 @@ Toy world (built in; episode i of a task uses seed --seed + i; the toy demos use
     python evaluate.py --ckpt runs/finetune/ckpt.pt
     python evaluate.py --ckpt runs/finetune/ckpt.pt --temporal_agg --episodes 50
 LIBERO (pip install -r requirements-libero.txt; libero_sim.py): episode i of a task starts from
-LIBERO's fixed init state i (so --episodes <= 50), settles 10 zero-action steps, then runs until the
+LIBERO's fixed init state --first_init + i (<= 49), settles 10 zero-action steps, then runs until the
 simulator reports success or the suite's step limit (spatial 220, object 280, goal 300, libero_10
 520, libero_90 400). --envs simulator processes step in parallel and the policy's inference is
 batched across them. Rendering takes the fast path by default: only the policy's cameras, MSAA off.
@@ -49,6 +49,8 @@ p.add_argument("--suite", default="toy", choices=["toy", *libero_sim.SUITES], he
 p.add_argument("--tasks", default="", help="comma list of task names or indices (default: every task of the suite)")
 p.add_argument("--episodes", type=int, default=20, help="episodes per task (LIBERO: at most 50, its fixed init states)")
 p.add_argument("--seed", type=int, default=0, help="toy: episode i uses seed seed+i; also seeds the policy's sampling")
+p.add_argument("--first_init", type=int, default=0, help="LIBERO: episode i starts from fixed init state first_init+i "
+               "(choose a recipe on states the evaluation never uses, e.g. 40..49)")
 # how the policy acts
 p.add_argument("--action_horizon", type=int, default=1, help="actions of each chunk executed before re-planning (<= chunk)")
 p.add_argument("--temporal_agg", action="store_true", help="query every step; act with the mean of all predictions for this step")
@@ -100,8 +102,9 @@ if not 1 <= args.action_horizon <= chunk:
     sys.exit(f"error: --action_horizon: expected 1..{chunk} (the policy's chunk), got {args.action_horizon}")
 torch.manual_seed(args.seed)
 libero = args.suite != "toy"
-if libero and not 1 <= args.episodes <= 50:
-    sys.exit(f"error: --episodes: expected 1..50 for LIBERO (one per fixed init state), got {args.episodes}")
+if libero and not (args.first_init >= 0 and 1 <= args.episodes <= 50 - args.first_init):
+    sys.exit(f"error: --first_init, --episodes: expected first_init >= 0 and 1 <= episodes <= 50 - first_init for "
+             f"LIBERO (one episode per fixed init state), got {args.first_init}, {args.episodes}")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -174,7 +177,7 @@ def evaluate():
             fresh = [i for i in range(n) if slots[i] is None][:len(queue)]  # never more than episodes left
             for i in fresh:  # resets run in parallel too (a LIBERO task switch rebuilds the env: seconds)
                 j, e = queue.pop(0)
-                pool.send(i, "reset", args.suite, suite_ids[tasks[j][0]], e)
+                pool.send(i, "reset", args.suite, suite_ids[tasks[j][0]], args.first_init + e)
                 limit = args.max_steps or tasks[j][3]
                 slots[i] = {"task": j, "ep": e, "t": 0, "limit": limit, "plan": None, "ok": False,
                             "lang": torch.as_tensor(lang_table[tasks[j][2]], dtype=torch.float32),

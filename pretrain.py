@@ -16,6 +16,10 @@ Robot and human video mixed half and half (episode files from `python convert.py
     python pretrain.py --data bdv2,ssv2 --mix 0.5,0.5 --frame_skip 1 ...
 Several GPUs:
     torchrun --nproc_per_node 8 pretrain.py --data data/bdv2 ...   (batch_size is per GPU)
+Latents chosen with hindsight instead (the inverse-dynamics arm, idm.py): an IDM picks each
+transition's latent from its two frames, a one-step forward model must predict the second frame from
+the first and the latent, and the policy is fitted to the IDM's latents (it gets no world-model gradient):
+    python pretrain.py --latents idm
 Positive control for the gates: start from a supervised policy (finetune.py on demos WITH actions),
 whose outputs are actions by construction; --detach_latents keeps it fixed while the world model learns,
 --policy_lr_scale 0.1 trains it jointly at a tenth of the world model's rate:
@@ -23,7 +27,8 @@ whose outputs are actions by construction; --detach_latents keeps it fixed while
 
 Outputs in --out_dir: ckpt.pt (resumable with --resume; `finetune.py --init` reads it),
 log.jsonl (one JSON line per log step), rollout_<step>.png (world-model open-loop rollouts:
-ground truth, frames imagined from frame t under the policy's latents, and their error). A folder
+ground truth, frames imagined from frame t under the policy's latents, with --latents idm also under
+the IDM's, and the first row's error). A folder
 that holds a run is refused unless --resume (continue it) or --overwrite (start again) is given, and
 one run at a time holds it. Bad input stops with one line, before anything is written.
 With --wandb (pip install wandb; not in requirements.txt), Weights & Biases gets the flags, every
@@ -47,6 +52,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from data import CAMERAS, DataError, MixtureBatches, PretrainWindows, StepBatches, find_episode_files, held_out
+from idm import IDMConfig, LatentActionModel, idm_losses
 from policies import POLICY_SIZES, make_policy
 from rssm import PRESETS, WorldModel, WorldModelConfig
 from run import (CKPT_VERSION, CheckpointError, check_device, claim_run_dir, load_checkpoint, open_run,
@@ -70,13 +76,20 @@ p.add_argument("--init_policy", default="", help="start the policy from a checkp
 p.add_argument("--detach_latents", action="store_true",
                help="ablation: stop the gradient into the policy (what the authors' release does by accident)")
 # world model
+p.add_argument("--latents", default="policy", choices=["policy", "idm"],
+               help="policy: LAWM, the policy's latents drive the world model; idm: an inverse-dynamics model's "
+                    "drive a one-step forward model and the policy learns to predict them (idm.py)")
 p.add_argument("--wm_size", default="2m", choices=list(PRESETS), help="world-model preset, named by its size (toy 2m)")
 p.add_argument("--free_nats", type=float, default=1.0, help="KL free bits per step (nats)")
 p.add_argument("--dyn_scale", type=float, default=0.5, help="KL balancing: weight of KL(sg(post)||prior)")
 p.add_argument("--rep_scale", type=float, default=0.1, help="KL balancing: weight of KL(post||sg(prior))")
 p.add_argument("--openloop_weight", type=float, default=1.0,
                help="weight of the prior-only prediction loss that makes the world model use the latents (0: Dreamer)")
-p.add_argument("--wm_image_size", type=int, default=32, help="world-model frame size (toy 32; 0 = the data's)")
+p.add_argument("--wm_image_size", type=int, default=None,
+               help="world-model frame size (0 = the data's; default 32 for --latents policy, 64 for idm: at 32 px "
+                    "the toy arm's motion is too small to read from a frame pair)")
+p.add_argument("--idm_pairs", type=int, default=4, help="--latents idm: transitions per window the forward model "
+               "trains on each step (the policy's targets cover all n)")
 p.add_argument("--no_context", action="store_true",
                help="DreamerV3's world model: frame t reaches it only through the first posterior (see rssm.Decoder)")
 # optimization
@@ -107,6 +120,8 @@ p.add_argument("--wandb", action="store_true", help="also log to Weights & Biase
 p.add_argument("--wandb_project", default="lawm", help="wandb project")
 p.add_argument("--wandb_name", default="", help="wandb run name (default: the --out_dir folder's name)")
 args = p.parse_args()
+if args.wm_image_size is None:
+    args.wm_image_size = 64 if args.latents == "idm" else 32
 setup_process()  # line-buffered log lines; on CPU, a warm allocator
 
 
@@ -119,7 +134,8 @@ def fail(msg):
 if args.chunk is None:
     args.chunk = 10 if args.policy == "baku" else 16
 for name, low in (("chunk", 1), ("latent_dim", 1), ("state_dim", 0), ("frame_skip", 1), ("num_workers", 0),
-                  ("batch_size", 1), ("max_steps", 0), ("warmup", 0), ("eval_every", 1), ("log_every", 1)):
+                  ("batch_size", 1), ("idm_pairs", 1), ("max_steps", 0), ("warmup", 0), ("eval_every", 1),
+                  ("log_every", 1)):
     if getattr(args, name) < low:
         fail(f"--{name}: expected an integer >= {low}, got {getattr(args, name)}")
 for name, low in (("lr", 0), ("policy_lr_scale", 0), ("min_lr_frac", 0), ("weight_decay", 0), ("grad_clip", 0),
@@ -130,6 +146,10 @@ for name, low in (("lr", 0), ("policy_lr_scale", 0), ("min_lr_frac", 0), ("weigh
 if not (args.beta1 < 1 and args.beta2 < 1 and args.min_lr_frac <= 1 and args.grad_clip > 0):
     fail(f"--beta1, --beta2: expected < 1, --min_lr_frac <= 1, --grad_clip > 0; got {args.beta1}, {args.beta2}, "
          f"{args.min_lr_frac}, {args.grad_clip}")
+if args.latents == "idm" and (args.idm_pairs > args.chunk or args.detach_latents):
+    fail(f"--idm_pairs, --detach_latents: expected at most --chunk ({args.chunk}) transitions per window and no "
+         f"--detach_latents with --latents idm (its policy gets no world-model gradient anyway), got "
+         f"{args.idm_pairs}, {args.detach_latents}")
 if args.wm_image_size and (args.wm_image_size < 16 or args.wm_image_size & (args.wm_image_size - 1)):
     fail(f"--wm_image_size: expected 0 or a power of two >= 16 (the world model's convs halve it to 4), "
          f"got {args.wm_image_size}")
@@ -179,7 +199,7 @@ say = tqdm.write if master else (lambda *a, **k: None)
 # -------------------------------------------------------------------------------------------------
 # the run folder: one holding a run is refused unless --resume or --overwrite; locked while we run
 RESUME_KEYS = ("data", "mix", "frame_skip", "policy", "policy_size", "chunk", "latent_dim", "cameras", "state_dim",
-               "wm_size", "wm_image_size", "no_context", "batch_size", "seed", "world_size",
+               "latents", "wm_size", "wm_image_size", "no_context", "batch_size", "seed", "world_size",
                "init_policy")  # model or data order
 ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
 try:
@@ -269,24 +289,29 @@ if args.init_policy:  # the positive control: a policy whose outputs are already
              f"(from the flags and data), got {', '.join(f'{k}={got.get(k)!r}' for k in bad)}")
     policy.load_state_dict(init["policy"])
 policy = policy.to(device)
-wm_cfg = WorldModelConfig(size=args.wm_size, image_size=args.wm_image_size or image_size, action_dim=args.latent_dim,
-                          free_nats=args.free_nats, dyn_scale=args.dyn_scale, rep_scale=args.rep_scale,
-                          context=not args.no_context)
-wm = WorldModel(wm_cfg).to(device)
+if args.latents == "policy":
+    wm_cfg = WorldModelConfig(size=args.wm_size, image_size=args.wm_image_size or image_size,
+                              action_dim=args.latent_dim, free_nats=args.free_nats, dyn_scale=args.dyn_scale,
+                              rep_scale=args.rep_scale, context=not args.no_context)
+    wm = WorldModel(wm_cfg).to(device)
+else:  # the IDM and its forward model stand where the world model stands: trained here, dropped in stage 2
+    wm_cfg = IDMConfig(latent_dim=args.latent_dim, image_size=args.wm_image_size or image_size, pairs=args.idm_pairs)
+    wm = LatentActionModel(wm_cfg).to(device)
 if master:
     n_pol = sum(t.numel() for t in policy.parameters() if t.requires_grad)  # not DP's EMA copy
     n_wm = sum(t.numel() for t in wm.parameters())
-    say(f"policy {args.policy}: {n_pol / 1e6:.2f}M params | world model {args.wm_size}: {n_wm / 1e6:.2f}M | "
+    wm_name = f"world model {args.wm_size}" if args.latents == "policy" else "IDM + forward model"
+    say(f"policy {args.policy}: {n_pol / 1e6:.2f}M params | {wm_name}: {n_wm / 1e6:.2f}M | "
         f"{len(dataset)} windows from {len(paths)} file(s) | image {image_size} | chunk {args.chunk}")
 
 
 class Joint(torch.nn.Module):
     """Policy + world model as one module, so DDP sees a single forward that returns the loss."""
 
-    def __init__(self, policy, wm, detach_latents, openloop_weight):
+    def __init__(self, policy, wm, detach_latents, openloop_weight, idm):
         super().__init__()
         self.policy, self.wm = policy, wm
-        self.detach_latents, self.openloop_weight = detach_latents, openloop_weight
+        self.detach_latents, self.openloop_weight, self.idm = detach_latents, openloop_weight, idm
 
     def latents(self, frames, lang):
         """Frame t (B, 3, H, W), instruction (B, 384) -> the world model's actions (B, n, latent_dim)."""
@@ -294,12 +319,15 @@ class Joint(torch.nn.Module):
         return z.detach() if self.detach_latents else z  # detached: the release's behaviour
 
     def forward(self, frames, lang):
+        if self.idm:  # two losses that share no parameter: the IDM's latents reach the policy as fixed targets
+            out, fit = idm_losses(self.wm, self.policy, frames, lang)
+            return out.loss + fit, out.metrics | {"policy_fit": fit.detach()}
         z = self.latents(frames[:, 0], lang)  # from frame t
         out = self.wm.loss(frames, z, openloop_weight=self.openloop_weight)  # frames (B, n+1, 3, H, W)
         return out.loss, out.metrics
 
 
-model = Joint(policy, wm, args.detach_latents, args.openloop_weight)
+model = Joint(policy, wm, args.detach_latents, args.openloop_weight, args.latents == "idm")
 # weight decay on matrices only (not on norms, biases, embeddings-as-vectors), as the release does
 # (the policy's groups run at --policy_lr_scale times the world model's rate)
 groups = [{"params": [t for t in module.parameters() if (t.dim() >= 2) == matrix],
@@ -352,45 +380,62 @@ def evaluate(step):
     copy_k for every k >= 2, by at least 5% (a decoder that starts as "copy frame t" ties it by
     construction; gate_w is 1 when it passes). swap_ratio: error with the latents of the same episode 7 steps away over
     error with its own (> 1: the latents carry this moment's motion); shuffle_ratio: the same with the
-    latents of another episode at the same step (>> swap_ratio: they carry the episode's look too)."""
+    latents of another episode at the same step (>> swap_ratio: they carry the episode's look too).
+    With --latents idm the imagining is the forward model's, one step at a time; the same numbers under
+    the IDM's own latents carry the prefix idm_, and policy_r2 is the share of the IDM's latents' variance
+    over the eval windows that the policy's predictions explain."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         model.eval()
         frames = eval_batch["frames"].to(device).float() / 255  # (E, n+1, 3, H, W), E = 2 per episode
         lang = eval_batch["lang"].to(device)
         z = model.latents(frames[:, 0], lang)  # (E, n, latent_dim)
         torch.manual_seed(args.seed)
-        metrics = {k: float(v) for k, v in wm.loss(frames, z, openloop_weight=1.0).metrics.items()}
+        latents = {"": z}  # metric prefix -> the latents imagined under
+        if args.latents == "idm":
+            latents["idm_"] = zi = wm.latents(frames)  # (E, n, latent_dim) the IDM's, from every frame pair
+            every = torch.arange(z.shape[1], device=device).expand(len(z), -1)  # (E, n) all transitions
+            metrics = {k: float(v) for k, v in wm.loss(frames, every).metrics.items()}
+            metrics["policy_r2"] = float(1 - ((z - zi) ** 2).sum() / ((zi - zi.mean(0)) ** 2).sum())
+        else:
+            metrics = {k: float(v) for k, v in wm.loss(frames, z, openloop_weight=1.0).metrics.items()}
         frames = wm.resize(frames)  # (E, n+1, 3, h, w): errors at the world model's resolution
 
         def err(latents):  # (n,) error per horizon, the same prior draws for every variant
             torch.manual_seed(args.seed)
             imagined = wm.openloop(frames[:, :1], latents)  # (E, n, 3, H, W) from frame t and the latents
             return ((imagined - frames[:, 1:]) ** 2).sum((2, 3, 4)).mean(0), imagined
-        own, imagined = err(z)
-        swap = err(z.view(-1, 2, *z.shape[1:]).flip(1).flatten(0, 1))[0]  # partner window, same episode
-        shuffled = err(z.roll(2, dims=0))[0]  # the next episode's window at the same step
         copy = ((frames[:, :1] - frames[:, 1:]) ** 2).sum((2, 3, 4)).mean(0)  # (n,) predict frame t forever
-        metrics.update(openloop_err=float(own.mean()), copy_frame_err=float(copy.mean()),
-                       openloop_shuffled=float(shuffled.mean()), swap_ratio=float(swap.mean() / own.mean()),
-                       shuffle_ratio=float(shuffled.mean() / own.mean()),
-                       gate_w=float((own[1:] <= 0.95 * copy[1:]).all()),
-                       openloop_k=[round(float(v), 1) for v in own], copy_k=[round(float(v), 1) for v in copy])
-        save_rollout_png(frames[:4], imagined[:4], os.path.join(args.out_dir, f"rollout_{step:06d}.png"))
+        pictures = []
+        for pre, z in latents.items():
+            own, imagined = err(z)
+            swap = err(z.view(-1, 2, *z.shape[1:]).flip(1).flatten(0, 1))[0]  # partner window, same episode
+            shuffled = err(z.roll(2, dims=0))[0]  # the next episode's window at the same step
+            metrics.update({pre + "openloop_err": float(own.mean()),
+                            **({} if pre else {"copy_frame_err": float(copy.mean())}),
+                            pre + "openloop_shuffled": float(shuffled.mean()),
+                            pre + "swap_ratio": float(swap.mean() / own.mean()),
+                            pre + "shuffle_ratio": float(shuffled.mean() / own.mean()),
+                            pre + "gate_w": float((own[1:] <= 0.95 * copy[1:]).all()),
+                            pre + "openloop_k": [round(float(v), 1) for v in own],
+                            **({} if pre else {"copy_k": [round(float(v), 1) for v in copy]})})
+            pictures.append(imagined[:4])
+        save_rollout_png(frames[:4], pictures, os.path.join(args.out_dir, f"rollout_{step:06d}.png"))
         model.train()
     return metrics
 
 
 def save_rollout_png(frames, imagined, path):
-    """Rows per sample: ground truth t..t+n, imagined (first tile = the context frame t), error."""
+    """Rows per sample: ground truth t..t+n, then per entry of imagined (E, n, 3, H, W) the frames imagined
+    under those latents (first tile = the context frame t), then the first one's error."""
     import imageio.v3 as iio
     gt = frames  # (E, n+1, 3, H, W)
-    im = torch.cat([frames[:, :1], imagined], 1)  # (E, n+1, 3, H, W)
-    er = (gt - im).abs().mean(2, keepdim=True).expand_as(gt).clamp(0, 1)  # (E, n+1, 3, H, W)
-    rows = torch.stack([gt, im, er], 1)  # (E, 3, n+1, 3, H, W)
+    ims = [torch.cat([frames[:, :1], im], 1) for im in imagined]  # each (E, n+1, 3, H, W)
+    er = (gt - ims[0]).abs().mean(2, keepdim=True).expand_as(gt).clamp(0, 1)  # (E, n+1, 3, H, W)
+    rows = torch.stack([gt, *ims, er], 1)  # (E, R, n+1, 3, H, W), R = 2 + len(imagined)
     E, R, T, C, H, W = rows.shape
-    grid = rows.permute(0, 1, 4, 2, 5, 3).reshape(E * R * H, T * W, C)  # (E*3*H, (n+1)*W, 3)
+    grid = rows.permute(0, 1, 4, 2, 5, 3).reshape(E * R * H, T * W, C)  # (E*R*H, (n+1)*W, 3)
     up = max(1, 64 // H)  # small world-model frames are enlarged (nearest pixel) so a reader can see them
-    grid = grid.repeat_interleave(up, 0).repeat_interleave(up, 1)  # (E*3*H*up, (n+1)*W*up, 3)
+    grid = grid.repeat_interleave(up, 0).repeat_interleave(up, 1)  # (E*R*H*up, (n+1)*W*up, 3)
     tmp = f"{path}.{os.getpid()}.tmp.png"  # per-process name; stale ones are removed by clear_run_dir
     iio.imwrite(tmp, (grid.clamp(0, 1) * 255).byte().cpu().numpy())
     os.replace(tmp, path)

@@ -4,6 +4,7 @@
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,11 +12,12 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-ARMS = ["scratch", "oracle", "sup_source", "wm_target", "wm_source", "wm_detach", "dp_scratch", "dp_wm_target"]
+ARMS = ["scratch", "oracle", "sup_source", "wm_target", "wm_source", "wm_detach", "dp_scratch", "dp_wm_target",
+        "idm_source"]
 
 
 def test_compare_quick_reports_every_arm_and_gate(tmp_path):
-    cmd = [sys.executable, os.path.join(ROOT, "compare.py"), "--quick", "--out", "cmp"]
+    cmd = [sys.executable, os.path.join(ROOT, "compare.py"), "--quick", "--out", "cmp", "--arms", ",".join(ARMS)]
     r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.load(open(tmp_path / "cmp" / "compare.json"))["results"]
@@ -26,7 +28,7 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     assert out["scratch"]["diff_vs_scratch"] == 0 and out["dp_scratch"]["diff_vs_scratch"] == 0
     for arm in ("oracle", "sup_source"):
         assert 0 <= out[arm]["zero_shot"] <= 1
-    for arm in ("wm_target", "wm_source", "wm_detach", "dp_wm_target"):
+    for arm in ("wm_target", "wm_source", "wm_detach", "dp_wm_target", "idm_source"):
         w = out[arm]["gate_w"]
         n = 16 if arm.startswith("dp_") else 10  # the policy's chunk: DP 16, BAKU 10
         assert {"gate_w", "swap_ratio", "shuffle_ratio", "openloop_k", "copy_k"} <= set(w) and len(w["openloop_k"]) == n
@@ -38,6 +40,10 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     for arm in ARMS:  # the printed table names every arm, and the gate table every world-model arm
         assert f"| {arm} |" in r.stdout
     assert r.stdout.count("| wm_") == 6 and r.stdout.count("| dp_wm_target |") == 2
+    # the IDM arm: its own latents' gate numbers, CCA and the policy's fit to them, and the pre-registered target
+    i = out["idm_source"]["idm"]
+    assert len(i["idm_openloop_k"]) == 10 and {"overall", "put"} <= set(i["cca"]) and -100 < i["policy_r2"] < 1
+    assert out["idm_source"]["target_met"] is False and r.stdout.count("| idm_source |") == 3
     assert "gate W" in r.stdout and "held-out CCA" in r.stdout
     assert "instruction share" in r.stdout
     # a dp_ arm trains Diffusion Policy in every stage, the others BAKU
@@ -46,13 +52,19 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
         for stage in stages:
             ckpt = torch.load(tmp_path / "cmp" / arm / "seed0" / stage / "ckpt.pt", weights_only=True)
             assert ckpt["policy_config"]["kind"] == ("diffusion" if arm.startswith("dp_") else "baku")
-    # a rerun finds every run finished and only re-aggregates; with planted success rates (the quick
-    # runs all score 0) it shows each arm paired with its own policy's scratch arm
+    # every unit left a record with the commands that made it, as a user would type them
+    rec = json.load(open(tmp_path / "cmp" / "units" / "wm_target_seed0.json"))
+    assert [c.split()[1] for c in rec["commands"]] == ["pretrain.py", "finetune.py", "evaluate.py", "cca.py"]
+    assert all("--resume" not in c and "--overwrite" not in c for c in rec["commands"])
+    # a rerun reads the records and runs nothing, even where the run folders are gone (a fresh machine);
+    # with planted success rates (the quick runs all score 0) it pairs each arm with its policy's scratch arm
     log = (tmp_path / "cmp" / "commands.log").read_text()
+    for arm in ARMS:
+        shutil.rmtree(tmp_path / "cmp" / arm)
     for arm, rate in (("scratch", 0.1), ("wm_target", 0.15), ("dp_scratch", 0.5), ("dp_wm_target", 0.3)):
-        path = tmp_path / "cmp" / arm / "seed0" / "ft" / "eval" / "results.json"
+        path = tmp_path / "cmp" / "units" / f"{arm}_seed0.json"
         res = json.loads(path.read_text())
-        res["overall"]["success_rate"] = rate
+        res["success"]["success_rate"] = rate
         path.write_text(json.dumps(res))
     r2 = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0 and (tmp_path / "cmp" / "commands.log").read_text() == log

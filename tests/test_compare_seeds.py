@@ -25,10 +25,10 @@ def test_compare_seeds_pairing_interval_and_decision_rule(tmp_path):
 
     def plant(arm, counts):  # successes per seed out of the quick run's 20 episodes
         for s, k in enumerate(counts):
-            path = tmp_path / "cmp" / arm / f"seed{s}" / "ft" / "eval" / "results.json"
+            path = tmp_path / "cmp" / "units" / f"{arm}_seed{s}.json"  # the unit's record: the tables read only it
             res = json.loads(path.read_text())
-            assert res["overall"]["episodes"] == 20
-            res["overall"] |= {"successes": k, "success_rate": k / 20}
+            assert res["success"]["episodes"] == 20
+            res["success"] |= {"successes": k, "success_rate": k / 20}
             path.write_text(json.dumps(res))
 
     def aggregate():

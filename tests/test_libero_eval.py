@@ -76,12 +76,25 @@ def test_evaluate_two_processes_writes_results_and_success_matches_simulator(ckp
 def test_evaluate_one_process_msaa_temporal_agg_and_bad_flags(ckpt, tmp_path):
     out = tmp_path / "eval"
     run("evaluate.py", "--ckpt", str(ckpt), "--suite", "libero_object", "--tasks", TASK, "--episodes", "1",
-        "--max_steps", "4", "--envs", "1", "--msaa", "--temporal_agg", "--gifs", "0", "--out_dir", str(out))
+        "--max_steps", "4", "--envs", "1", "--msaa", "--temporal_agg", "--gifs", "0", "--first_init", "49",
+        "--out_dir", str(out))
     res = json.load(open(out / "results.json"))
     assert res["render"]["msaa"] is True and res["config"]["temporal_agg"] is True
+    # --first_init 49: the one episode started from init state 49. Its objects, 14 steps later, are still where
+    # that state put them (the flat state: time, the robot's 9 joints, then the objects, whose coordinates are
+    # the entries that differ between init states)
+    final, inits = np.load(out / "final_states.npz")[TASK][0], libero_sim.init_states("libero_object", 0)
+    objects = inits.std(0) > 1e-4
+    objects[:10] = False
+    assert np.abs(inits[:, objects] - final[objects]).max(1).argmin() == 49
     assert not list(out.glob("*.gif"))
     r = run("evaluate.py", "--ckpt", str(ckpt), "--suite", "libero_object", "--episodes", "51", ok=False)
-    assert r.stderr.strip().splitlines() == ["error: --episodes: expected 1..50 for LIBERO (one per fixed init state), got 51"]
+    assert r.stderr.strip().splitlines() == ["error: --first_init, --episodes: expected first_init >= 0 and 1 <= "
+                                             "episodes <= 50 - first_init for LIBERO (one episode per fixed init "
+                                             "state), got 0, 51"]
+    r = run("evaluate.py", "--ckpt", str(ckpt), "--suite", "libero_object", "--first_init", "45", "--episodes", "6",
+            ok=False)
+    assert "got 45, 6" in r.stderr and "Traceback" not in r.stderr
     r = run("evaluate.py", "--ckpt", str(ckpt), "--suite", "libero_object", "--tasks", "10", ok=False)
     assert r.stderr.strip().startswith("error: --tasks: unknown task(s) ['10']")
 

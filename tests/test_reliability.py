@@ -70,6 +70,10 @@ FLAGS = [  # (script, flags, what the line must name); each run gets a fresh --o
     ("data.py", ["toy", "--image_size", 24], "--image_size"),
     ("data.py", ["toy", "--target_demos", -1], "--target_demos"),
     ("compare.py", ["--seeds", 0], "--seeds"),
+    ("compare.py", ["--env", "libero_object", "--first_init", 45], "--first_init"),
+    ("compare.py", ["--env", "libero_object", "--arms", "scratch,dp_wm"], "--arms"),
+    ("pretrain.py", ["--latents", "idm", "--idm_pairs", 11], "--idm_pairs"),
+    ("pretrain.py", ["--latents", "idm", "--detach_latents"], "--detach_latents"),
 ]
 if not torch.cuda.is_available():
     FLAGS.append(("pretrain.py", ["--device", "cuda"], "CUDA"))

@@ -1,0 +1,45 @@
+"""The LIBERO comparison (compare.py --env libero_object) in its tiny form, end to end in the real simulator:
+expert video and demos, conversion, every arm's stages, evaluation, CCA, the records and the tables."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from conftest import ROOT, require_libero
+
+require_libero()
+
+ARMS = ["scratch", "wm", "sup", "idm"]
+
+
+def test_libero_compare_quick_every_arm_records_and_resume(tmp_path):
+    cmd = [sys.executable, os.path.join(ROOT, "compare.py"), "--env", "libero_object", "--quick", "--out", "cmp"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    res = json.load(open(tmp_path / "cmp" / "compare.json"))
+    out = res["results"]
+    assert list(out) == ARMS and res["config"]["helps_points"] == 5
+    for arm in ARMS:  # task 0, one episode from init state 0, one seed
+        assert out[arm]["episodes"] == 1 and list(out[arm]["tasks"]) == [
+            "pick_up_the_alphabet_soup_and_place_it_in_the_basket"]
+    assert 0 <= out["sup"]["zero_shot"] <= 1 and "zero_shot" not in out["wm"]
+    for arm in ("wm", "idm"):
+        assert len(out[arm]["gate_w"]["openloop_k"]) == 10 and "pick" in out[arm]["cca"]
+    assert "policy_r2" in out["idm"]["idm"]
+    # stage 1 builds the stage-2 policy (agentview + 8-d proprio, 7-d actions); its world model sees 32 px;
+    # every arm is evaluated from the same init states
+    cmds = {arm: json.load(open(tmp_path / "cmp" / "units" / f"{arm}_seed0.json"))["commands"] for arm in ARMS}
+    assert "--state_dim 8 --latent_dim 7 --wm_image_size 32" in cmds["wm"][0] and "--latents idm" in cmds["idm"][0]
+    for arm in ARMS:
+        assert any(c.split()[1] == "evaluate.py" and "--first_init 0" in c for c in cmds[arm])
+    assert "| pick_up_the_alphabet_soup_and_place_it_in_the_basket |" in r.stdout
+    assert not os.path.exists(os.path.join(tmp_path, "results"))  # --quick never writes the repository's results/
+    # a fresh machine: the runs are gone, the records stay; the rerun runs nothing and prints the same table
+    log = (tmp_path / "cmp" / "commands.log").read_text()
+    for arm in ARMS:
+        shutil.rmtree(tmp_path / "cmp" / arm)
+    r2 = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r2.returncode == 0 and (tmp_path / "cmp" / "commands.log").read_text() == log
+    assert json.load(open(tmp_path / "cmp" / "compare.json"))["results"]["wm"]["tasks"] == out["wm"]["tasks"]
