@@ -199,7 +199,7 @@ def plot(res, path, bar):
         axes[0, c].set_title(title)
     axes[0, 0].set_ylabel("success % (95% over seeds)")
     axes[1, 0].set_ylabel("paired diff to scratch, points (95%)")
-    fig.suptitle(f"green: helps (paired diff >= {bar:g} points, dashed line, and its 95% interval excludes 0)",
+    fig.suptitle(f"green: helps (paired diff >= {bar:g} points, dashed line,\nand its 95% interval excludes 0)",
                  fontsize=10)
     fig.tight_layout()
     tmp = f"{path}.{os.getpid()}.tmp.png"
