@@ -253,15 +253,19 @@ def parallel(fn, items):
 
 t0 = time.time()
 data = os.path.join(args.out, "data")
+dirs = {(a, s): os.path.join(args.out, a, f"seed{s}") for a in arms for s in range(args.seeds)}
+record_path = lambda key: os.path.join(args.records, f"{key[0]}_seed{key[1]}.json")
+make_data = not all(os.path.exists(record_path(key)) for key in dirs)  # every unit recorded: no data needed
 if not libero:
     # the toy world's stage-2 demos (5 per task), source video and source demos; and, from another seed
     # block so no episode is shared, 50 target demos per task for the oracle and the target-video arms (and
     # CCA: 500 episodes to split in halves)
     toy, target50 = os.path.join(data, "toy"), os.path.join(data, "target50")
     q = ["--source_episodes", 20, "--source_demos", 20, "--image_size", 32] if args.quick else []
-    run("data.py", "toy", "--out", toy, *q, done=os.path.join(toy, "source_video.hdf5"))
-    run("data.py", "toy", "--seed", 1, "--target_demos", 2 if args.quick else 50, "--source_demos", 10,
-        "--source_episodes", 10, "--out", target50, *q[4:], done=os.path.join(target50, "source_video.hdf5"))
+    if make_data:
+        run("data.py", "toy", "--out", toy, *q, done=os.path.join(toy, "source_video.hdf5"))
+        run("data.py", "toy", "--seed", 1, "--target_demos", 2 if args.quick else 50, "--source_demos", 10,
+            "--source_episodes", 10, "--out", target50, *q[4:], done=os.path.join(target50, "source_video.hdf5"))
     video, demos = os.path.join(toy, "source_video.hdf5"), os.path.join(target50, "target_demos.hdf5")
     pre = {"wm_source": ["--data", video], "wm_target": ["--data", demos],
            "wm_detach": ["--data", video, "--detach_latents"], "oracle": ["--data", demos],
@@ -274,7 +278,7 @@ else:
     # the scripted expert's video and labeled demos (official schema), then episode files at 64 px
     tasks = ["--tasks", "0"] if args.quick else []
     video, demos = os.path.join(data, "video"), os.path.join(data, "demos")
-    for out, n, seed in ((video, args.video_demos, 100), (demos, args.demos, 200)):
+    for out, n, seed in ((video, args.video_demos, 100), (demos, args.demos, 200)) if make_data else ():
         run("convert.py", "libero-expert", "--suite", "libero_object", *tasks, "--demos", n, "--seed", seed,
             "--out", out + "_raw", "--workers", 2, done=os.path.join(out + "_raw", "DONE"))
         run("convert.py", "libero", "--src", out + "_raw", "--out", out, "--image_size", 64, "--cameras", "agentview",
@@ -288,8 +292,6 @@ else:
     evaluation = ["--suite", "libero_object", "--episodes", args.episodes, "--first_init", args.first_init,
                   "--envs", 2, *tasks, *(["--max_steps", 5] if args.quick else [])]
     tiny = ["--batch_size", 4, "--eval_every", 2, "--log_every", 1] if args.quick else []
-dirs = {(a, s): os.path.join(args.out, a, f"seed{s}") for a in arms for s in range(args.seeds)}
-record_path = lambda key: os.path.join(args.records, f"{key[0]}_seed{key[1]}.json")
 load = lambda *path: json.load(open(os.path.join(*path)))
 
 

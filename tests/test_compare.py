@@ -59,7 +59,7 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     # a rerun reads the records and runs nothing, even where the run folders are gone (a fresh machine);
     # with planted success rates (the quick runs all score 0) it pairs each arm with its policy's scratch arm
     log = (tmp_path / "cmp" / "commands.log").read_text()
-    for arm in ARMS:
+    for arm in ARMS + ["data"]:
         shutil.rmtree(tmp_path / "cmp" / arm)
     for arm, rate in (("scratch", 0.1), ("wm_target", 0.15), ("dp_scratch", 0.5), ("dp_wm_target", 0.3)):
         path = tmp_path / "cmp" / "units" / f"{arm}_seed0.json"
