@@ -14,7 +14,7 @@ The two losses share no parameters and no gradient: the IDM's latents are detach
 is fitted to them, and the forward model never sees the policy's outputs. One optimizer trains both
 in the same run (pretrain.py).
 
-Why this form (measured on the toy world, ../shared/reference/idm_prototype.md, one seed each):
+Why this form (measured on the toy world with two throwaway prototypes before this file, one seed each):
 - A one-step forward model, not the project's 10-step RSSM. An IDM feeding rssm.WorldModel at 32 px
   was used by it (swap ratio 1.40) but its latents held no action (a linear or MLP readout of the true
   actions R^2 ~ 0): the RSSM's U-Net skips from frame t over ten steps are a cheap path around the
