@@ -31,7 +31,8 @@ demo: install
 	$(PY) cca.py --ckpt $(RUNS)/pretrain/ckpt.pt
 
 # the tests also need requirements-test.txt: wandb, optional for users (--wandb), run offline by tests/test_tracking.py,
-# and pytest-xdist: two worker processes, each test file on one of them (its module fixtures built once)
+# and pytest-xdist: two worker processes, each test file on one of them (its module fixtures built once);
+# --durations: the slowest tests last, to keep the suite under ~15 minutes on 2 cores
 test:
 	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --durations 15 tests

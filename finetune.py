@@ -26,12 +26,8 @@ log.jsonl row at its step (the eval loss as eval/loss); --resume continues the s
 id is in <out_dir>/wandb_id.txt). WANDB_MODE=offline keeps it in ./wandb/offline-run-*.
 """
 import argparse
-import json
-import math
 import os
-import sys
 import time
-from contextlib import nullcontext
 
 import torch
 import torch.distributed as dist
@@ -41,8 +37,8 @@ from tqdm import tqdm
 
 from data import CAMERAS, DataError, DemoWindows, StepBatches, find_episode_files
 from policies import POLICY_SIZES, make_policy
-from run import (CKPT_VERSION, CheckpointError, check_device, claim_run_dir, load_checkpoint, open_run,
-                 policy_from_checkpoint, resumed_log, save_checkpoint, setup_process, start_wandb)
+from run import (CKPT_VERSION, CheckpointError, RunLog, check_flags, cosine_lr, fail, load_checkpoint, open_run,
+                 policy_from_checkpoint, save_checkpoint, setup_device, setup_process)
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # data
@@ -87,54 +83,19 @@ p.add_argument("--wandb_name", default="", help="wandb run name (default: the --
 args = p.parse_args()
 setup_process()  # line-buffered log lines; on CPU, a warm allocator
 
-
-def fail(msg):
-    """One clear line, no traceback, for bad input."""
-    sys.exit(f"error: {msg}")
-
-
 # bad flags stop here, before anything is built or written; nothing is corrected silently
-for name, low in (("chunk", 1), ("frame_skip", 1), ("aug_shift", 0), ("num_workers", 0), ("batch_size", 1),
-                  ("max_steps", 0), ("warmup", 0), ("eval_every", 1), ("log_every", 1)):
-    if getattr(args, name) is not None and getattr(args, name) < low:
-        fail(f"--{name}: expected an integer >= {low}, got {getattr(args, name)}")
-for name in ("lr", "body_lr_scale", "min_lr_frac", "weight_decay", "grad_clip", "beta1", "beta2"):
-    if not (math.isfinite(getattr(args, name)) and getattr(args, name) >= 0):
-        fail(f"--{name}: expected a finite number >= 0, got {getattr(args, name)}")
-if not (args.beta1 < 1 and args.beta2 < 1 and args.min_lr_frac <= 1 and args.grad_clip > 0):
-    fail(f"--beta1, --beta2: expected < 1, --min_lr_frac <= 1, --grad_clip > 0; got {args.beta1}, {args.beta2}, "
-         f"{args.min_lr_frac}, {args.grad_clip}")
 cameras = args.cameras.split(",")
 if not set(cameras) <= set(CAMERAS) or len(set(cameras)) != len(cameras):
     fail(f"--cameras: expected some of {list(CAMERAS)} once each, got {args.cameras!r}")
-if check_device(args.device):
-    fail(check_device(args.device))
-if args.wandb:  # imported only when asked for: without --wandb no wandb code is loaded
-    try:
-        import wandb
-    except ImportError:
-        fail("--wandb: the wandb package is not installed (pip install wandb)")
+check_flags(args, (("chunk", 1), ("frame_skip", 1), ("aug_shift", 0), ("num_workers", 0), ("batch_size", 1),
+                   ("max_steps", 0), ("warmup", 0), ("eval_every", 1), ("log_every", 1)),
+            ("lr", "body_lr_scale", "min_lr_frac", "weight_decay", "grad_clip", "beta1", "beta2"))
 config = vars(args)
 
 # -------------------------------------------------------------------------------------------------
-# device, dtype, DDP
-ddp = "RANK" in os.environ  # launched by torchrun
-if ddp:
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ["LOCAL_RANK"])
-    dist.init_process_group(backend="nccl" if torch.cuda.is_available() and args.device != "cpu" else "gloo")
-else:
-    rank, world, local_rank = 0, 1, 0
+# device, dtype, DDP (torchrun: one process per GPU)
+ddp, rank, world, device, autocast = setup_device(args)  # args.world_size: in the config, --resume checks it
 master = rank == 0
-args.world_size = world  # in the config: the data order depends on it, so --resume checks it
-if args.device == "auto":
-    args.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else args.device)
-if device.type == "cuda":
-    torch.cuda.set_device(device)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-bf16 = device.type == "cuda" and args.dtype == "bfloat16"
-autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
 torch.manual_seed(args.seed + rank)
 say = tqdm.write if master else (lambda *a, **k: None)
 
@@ -235,7 +196,7 @@ class Supervised(torch.nn.Module):
 
 train_model = Supervised(policy)
 if ddp:
-    train_model = DDP(train_model, device_ids=[local_rank] if device.type == "cuda" else None,
+    train_model = DDP(train_model, device_ids=[device.index] if device.type == "cuda" else None,
                       find_unused_parameters=True)
 if args.compile:
     train_model = torch.compile(train_model)
@@ -244,14 +205,6 @@ sampler = StepBatches(len(dataset), args.batch_size, seed=args.seed, rank=rank, 
 loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=args.num_workers,
                                      pin_memory=device.type == "cuda", persistent_workers=args.num_workers > 0,
                                      generator=torch.Generator().manual_seed(args.seed))
-
-
-def lr_at(step):
-    """Linear warmup from 0.001x, then cosine down to min_lr_frac x the peak at max_steps."""
-    if step < args.warmup:
-        return args.lr * (0.001 + 0.999 * step / args.warmup)
-    frac = min(1.0, (step - args.warmup) / max(1, args.max_steps - args.warmup))
-    return args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
 def to_obs(batch, augment):
@@ -283,22 +236,17 @@ except DataError as e:
 
 # -------------------------------------------------------------------------------------------------
 # training loop
-if master:  # the inputs are checked: now the run folder is made, locked and cleared
-    try:
-        claim_run_dir(args.out_dir, args.resume, args.overwrite, create=True)
-    except CheckpointError as e:
-        fail(e)
-    logged = args.resume and resumed_log(args.out_dir, step0)  # the resumed step's eval row is in the log
-    log = open(os.path.join(args.out_dir, "log.jsonl"), "a")
-    if args.wandb:  # --resume continues the same wandb run
-        start_wandb(config, "finetune")
+try:  # the inputs are checked: now the run folder is made, locked and cleared, and the log opened
+    log = RunLog(config, "finetune", step0, master)
+except CheckpointError as e:
+    fail(e)
 batches = iter(loader)
 bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master,
            desc="finetune", mininterval=2)
 t_last = time.time()
 for step in bar:
     last_step = step == args.max_steps
-    if master and (step % args.eval_every == 0 or last_step) and not (step == step0 and logged):
+    if master and (step % args.eval_every == 0 or last_step) and not (step == step0 and log.logged):
         with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(args.seed)
             policy.eval()
@@ -312,16 +260,13 @@ for step in bar:
             "obs_spec": {"cameras": list(cameras), "state_keys": state_keys, "image_size": image_size},
             "lang": {k: v.tolist() for k, v in dataset.lang.items()},
             "rng": {"torch": torch.get_rng_state()}})
-        say(f"eval {step}: loss {eval_loss:.4g}")  # after the save: it is on disk
-        log.write(json.dumps({"step": step, "eval": {"loss": eval_loss}}) + "\n"); log.flush()
-        if args.wandb:
-            wandb.log({"eval/loss": eval_loss}, step=step)
+        log.eval(step, {"loss": eval_loss})  # after the save: it is on disk
     if last_step:
         break
 
     # one training step
     for group in optimizer.param_groups:
-        group["lr"] = lr_at(step) * group["scale"]
+        group["lr"] = cosine_lr(step, args) * group["scale"]
     try:
         batch = next(batches)
     except DataError as e:  # a corrupt chunk of a file read per window; from a worker, its last line is ours
@@ -337,14 +282,9 @@ for step in bar:
     if master and (step % args.log_every == 0 or step == args.max_steps - 1):
         dt = (time.time() - t_last) / (args.log_every if step > step0 else 1)
         t_last = time.time()
-        row = {"step": step, "bc": loss.item(), "grad_norm": float(grad_norm), "lr": lr_at(step),
-               "ms_step": dt * 1000, "samples_s": args.batch_size * world / dt}
-        say(" | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-        log.write(json.dumps(row) + "\n"); log.flush()
-        if args.wandb:
-            wandb.log({k: v for k, v in row.items() if k != "step"}, step=step)
+        log.row({"step": step, "bc": loss.item(), "grad_norm": float(grad_norm), "lr": cosine_lr(step, args),
+                 "ms_step": dt * 1000, "samples_s": args.batch_size * world / dt})
 
-if master and args.wandb:
-    wandb.finish()
+log.close()
 if ddp:
     dist.destroy_process_group()

@@ -37,26 +37,24 @@ the rollout pictures; --resume continues the same wandb run (its id is in <out_d
 WANDB_MODE=offline keeps it in ./wandb/offline-run-* (`wandb sync` uploads it later).
 """
 import argparse
-import json
 import math
 import os
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import asdict
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from data import CAMERAS, DataError, MixtureBatches, PretrainWindows, StepBatches, find_episode_files, held_out
+import wm_eval
+from data import CAMERAS, DataError, MixtureBatches, PretrainWindows, StepBatches, find_episode_files
 from idm import IDMConfig, LatentActionModel, idm_losses
 from policies import POLICY_SIZES, make_policy
 from rssm import PRESETS, WorldModel, WorldModelConfig
-from run import (CKPT_VERSION, CheckpointError, check_device, claim_run_dir, load_checkpoint, open_run,
-                 resumed_log, save_checkpoint, setup_process, start_wandb)
+from run import (CKPT_VERSION, CheckpointError, RunLog, check_flags, cosine_lr, fail, load_checkpoint, open_run,
+                 save_checkpoint, setup_device, setup_process)
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # data
@@ -124,28 +122,14 @@ if args.wm_image_size is None:
     args.wm_image_size = 64 if args.latents == "idm" else 32
 setup_process()  # line-buffered log lines; on CPU, a warm allocator
 
-
-def fail(msg):
-    """One clear line, no traceback, for bad input."""
-    sys.exit(f"error: {msg}")
-
-
 # bad flags stop here, before anything is built or written; nothing is corrected silently
 if args.chunk is None:
     args.chunk = 10 if args.policy == "baku" else 16
-for name, low in (("chunk", 1), ("latent_dim", 1), ("state_dim", 0), ("frame_skip", 1), ("num_workers", 0),
-                  ("batch_size", 1), ("idm_pairs", 1), ("max_steps", 0), ("warmup", 0), ("eval_every", 1),
-                  ("log_every", 1)):
-    if getattr(args, name) < low:
-        fail(f"--{name}: expected an integer >= {low}, got {getattr(args, name)}")
-for name, low in (("lr", 0), ("policy_lr_scale", 0), ("min_lr_frac", 0), ("weight_decay", 0), ("grad_clip", 0),
-                  ("free_nats", 0), ("dyn_scale", 0), ("rep_scale", 0), ("openloop_weight", 0), ("beta1", 0),
-                  ("beta2", 0)):
-    if not (math.isfinite(getattr(args, name)) and getattr(args, name) >= low):
-        fail(f"--{name}: expected a finite number >= {low}, got {getattr(args, name)}")
-if not (args.beta1 < 1 and args.beta2 < 1 and args.min_lr_frac <= 1 and args.grad_clip > 0):
-    fail(f"--beta1, --beta2: expected < 1, --min_lr_frac <= 1, --grad_clip > 0; got {args.beta1}, {args.beta2}, "
-         f"{args.min_lr_frac}, {args.grad_clip}")
+check_flags(args, (("chunk", 1), ("latent_dim", 1), ("state_dim", 0), ("frame_skip", 1), ("num_workers", 0),
+                   ("batch_size", 1), ("idm_pairs", 1), ("max_steps", 0), ("warmup", 0), ("eval_every", 1),
+                   ("log_every", 1)),
+            ("lr", "policy_lr_scale", "min_lr_frac", "weight_decay", "grad_clip", "free_nats", "dyn_scale",
+             "rep_scale", "openloop_weight", "beta1", "beta2"))
 if args.latents == "idm" and (args.idm_pairs > args.chunk or args.detach_latents):
     fail(f"--idm_pairs, --detach_latents: expected at most --chunk ({args.chunk}) transitions per window and no "
          f"--detach_latents with --latents idm (its policy gets no world-model gradient anyway), got "
@@ -165,34 +149,12 @@ if args.mix is not None:
         fail(f"--mix: expected {len(args.data.split(','))} weights, one per --data set, got {len(weights)}")
     if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
         fail(f"--mix: expected finite non-negative weights, not all 0, got {args.mix!r}")
-if check_device(args.device):
-    fail(check_device(args.device))
-if args.wandb:  # imported only when asked for: without --wandb no wandb code is loaded
-    try:
-        import wandb
-    except ImportError:
-        fail("--wandb: the wandb package is not installed (pip install wandb)")
 config = vars(args)
 
 # -------------------------------------------------------------------------------------------------
-# device, dtype, DDP
-ddp = "RANK" in os.environ  # launched by torchrun
-if ddp:
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ["LOCAL_RANK"])
-    dist.init_process_group(backend="nccl" if torch.cuda.is_available() and args.device != "cpu" else "gloo")
-else:
-    rank, world, local_rank = 0, 1, 0
+# device, dtype, DDP (torchrun: one process per GPU)
+ddp, rank, world, device, autocast = setup_device(args)  # args.world_size: in the config, --resume checks it
 master = rank == 0
-args.world_size = world  # in the config: the data order depends on it, so --resume checks it
-if args.device == "auto":
-    args.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else args.device)
-if device.type == "cuda":
-    torch.cuda.set_device(device)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-bf16 = device.type == "cuda" and args.dtype == "bfloat16"
-autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
 torch.manual_seed(args.seed + rank)
 say = tqdm.write if master else (lambda *a, **k: None)
 
@@ -216,55 +178,29 @@ if args.data == "toy" and not os.path.exists("data/toy/source_video.hdf5") and m
                    check=True)
 if ddp:
     dist.barrier()
-try:
-    if args.mix is None:  # all files as one set: every window equally likely
-        paths = find_episode_files(args.data, role="video")
-        dataset = PretrainWindows(paths, chunk=args.chunk, frame_skip=args.frame_skip)
-        lang = dataset.lang
-    else:  # one set per spec, drawn with the --mix weights by MixtureBatches below
-        specs = args.data.split(",")  # --mix was checked against them above
-        sets = [PretrainWindows(find_episode_files(s, role="video"), chunk=args.chunk, frame_skip=args.frame_skip)
-                for s in specs]
-        lang = {k: v for ds in sets for k, v in ds.lang.items()}
-        for s, ds in zip(specs, sets):
-            if ds.image_size != sets[0].image_size:
-                fail(f"{s}: image_size: expected {sets[0].image_size} like {specs[0]}, got {ds.image_size}")
-        paths = [p for s in specs for p in find_episode_files(s, role="video")]
-        dataset = torch.utils.data.ConcatDataset(sets)
-        dataset.image_size = sets[0].image_size
-        say("mixture: " + ", ".join(f"{s} {len(ds)} windows weight {w:g}" for s, ds, w in zip(specs, sets, weights)))
+specs = args.data.split(",") if args.mix is not None else [args.data]  # without --mix: all files as one set
+try:  # with --mix, one set per spec, drawn with the --mix weights by MixtureBatches below
+    files = [find_episode_files(s, role="video") for s in specs]
+    sets = [PretrainWindows(f, chunk=args.chunk, frame_skip=args.frame_skip) for f in files]
 except DataError as e:
     fail(e)
-image_size = dataset.image_size
+paths, lang = sum(files, []), {k: v for ds in sets for k, v in ds.lang.items()}
+image_size = sets[0].image_size
+for s, ds in zip(specs, sets):
+    if ds.image_size != image_size:
+        fail(f"{s}: image_size: expected {image_size} like {specs[0]}, got {ds.image_size}")
+if args.mix is not None:
+    say("mixture: " + ", ".join(f"{s} {len(ds)} windows weight {w:g}" for s, ds, w in zip(specs, sets, weights)))
 if not args.wm_image_size and (image_size < 16 or image_size & (image_size - 1)):
     fail(f"{paths[0]}: data.attrs['image_size']: expected a power of two >= 16 for the world model, got "
          f"{image_size} (pass --wm_image_size 32 to resize)")
 
-
-def split(ds):
-    """A fixed random tenth of a window set's episodes is held out (data.held_out): the eval metrics
-    (gate W, the swap test) come from episodes never trained on, of several tasks.
-    -> (training Subset, held-out window indices into ds)."""
-    held = held_out(ds.ep)
-    if held.all():  # a single episode: nothing to hold out, the eval then sees training windows
-        say(f"warning: one episode only, the eval metrics use training windows")
-        held[:] = False
-    return torch.utils.data.Subset(ds, np.flatnonzero(~held)), np.flatnonzero(held)
-
-
-# Eval windows: two per held-out episode, its first window and one 7 steps later (or its last), so the
-# swap test can give each window the latents of the same episode at another time.
-whole = sets[0] if args.mix is not None else dataset
-if args.mix is None:
-    dataset, held = split(dataset)
-else:
-    sets, helds = zip(*[split(ds) for ds in sets])
-    dataset, held = torch.utils.data.ConcatDataset(sets), helds[0]  # eval on the first set's episodes
-held = held if len(held) else np.arange(len(whole))
-eval_idx = []
-for e in np.unique(whole.ep[held])[:32]:
-    w = held[whole.ep[held] == e]  # this episode's held-out windows, in time order
-    eval_idx += [int(w[0]), int(w[min(7, len(w) - 1)])]
+# a tenth of the episodes is held out; the eval windows (wm_eval.py: two per held-out episode of the first
+# set) come from them
+whole = sets[0]
+sets, helds = zip(*[wm_eval.split(ds, say) for ds in sets])
+dataset = torch.utils.data.ConcatDataset(sets)
+eval_idx = wm_eval.eval_windows(whole, helds[0])
 try:  # files too big for memory are read per window: a corrupt chunk shows when it is read
     eval_batch = torch.utils.data.default_collate([whole[i] for i in eval_idx])
 except DataError as e:
@@ -278,16 +214,9 @@ policy_cfg = dict(POLICY_SIZES[args.policy_size][args.policy], kind=args.policy,
 policy = make_policy(policy_cfg)
 if args.init_policy:  # the positive control: a policy whose outputs are already (normalised) actions
     try:
-        init = load_checkpoint(args.init_policy)
+        policy.load_state_dict(load_checkpoint(args.init_policy, policy_config=policy_cfg)["policy"])
     except CheckpointError as e:
         fail(e)
-    norm = lambda v: list(v) if isinstance(v, tuple) else v  # the cameras tuple is a list after a save
-    got = init["policy_config"]
-    bad = [k for k in policy_cfg if norm(got.get(k)) != norm(policy_cfg[k])]
-    if bad:
-        fail(f"{args.init_policy}: policy_config: expected {', '.join(f'{k}={policy_cfg[k]!r}' for k in bad)} "
-             f"(from the flags and data), got {', '.join(f'{k}={got.get(k)!r}' for k in bad)}")
-    policy.load_state_dict(init["policy"])
 policy = policy.to(device)
 if args.latents == "policy":
     wm_cfg = WorldModelConfig(size=args.wm_size, image_size=args.wm_image_size or image_size,
@@ -341,14 +270,11 @@ step0 = 0
 if args.resume:
     policy.load_state_dict(ckpt["policy"])
     wm.load_state_dict(ckpt["world_model"])
-    if len(ckpt["optimizer"]["param_groups"]) != len(groups):  # an older lawm had 2 groups, not 4
-        fail(f"{ckpt_path}: optimizer: expected {len(groups)} parameter groups, got "
-             f"{len(ckpt['optimizer']['param_groups'])} (written by an older lawm); start again with --overwrite")
     optimizer.load_state_dict(ckpt["optimizer"])
     step0 = ckpt["step"]
     torch.set_rng_state(ckpt["rng"]["torch"])
     say(f"resumed {ckpt_path} at step {step0}")
-train_model = DDP(model, device_ids=[local_rank] if device.type == "cuda" else None,
+train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
                   find_unused_parameters=True) if ddp else model  # unused: stage-2-only inputs (wrist, proprio)
 if args.compile:
     train_model = torch.compile(train_model)
@@ -363,95 +289,13 @@ loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers
                                      generator=torch.Generator().manual_seed(args.seed))
 
 
-def lr_at(step):
-    """Linear warmup from 0.001x, then cosine down to min_lr_frac x lr at max_steps."""
-    if step < args.warmup:
-        return args.lr * (0.001 + 0.999 * step / args.warmup)
-    frac = min(1.0, (step - args.warmup) / max(1, args.max_steps - args.warmup))
-    return args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
-
-
-@torch.no_grad()
-def evaluate(step):
-    """Metrics and a rollout picture on the held-out eval windows; never touches the training RNG.
-
-    openloop_k / copy_k: squared error summed over pixels of frame t+k imagined from frame t under the
-    policy's latents (prior only), and of copying frame t, for k = 1..n. Gate W asks openloop_k <
-    copy_k for every k >= 2, by at least 5% (a decoder that starts as "copy frame t" ties it by
-    construction; gate_w is 1 when it passes). swap_ratio: error with the latents of the same episode 7 steps away over
-    error with its own (> 1: the latents carry this moment's motion); shuffle_ratio: the same with the
-    latents of another episode at the same step (>> swap_ratio: they carry the episode's look too).
-    With --latents idm the imagining is the forward model's, one step at a time; the same numbers under
-    the IDM's own latents carry the prefix idm_, and policy_r2 is the share of the IDM's latents' variance
-    over the eval windows that the policy's predictions explain."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        model.eval()
-        frames = eval_batch["frames"].to(device).float() / 255  # (E, n+1, 3, H, W), E = 2 per episode
-        lang = eval_batch["lang"].to(device)
-        z = model.latents(frames[:, 0], lang)  # (E, n, latent_dim)
-        torch.manual_seed(args.seed)
-        latents = {"": z}  # metric prefix -> the latents imagined under
-        if args.latents == "idm":
-            latents["idm_"] = zi = wm.latents(frames)  # (E, n, latent_dim) the IDM's, from every frame pair
-            every = torch.arange(z.shape[1], device=device).expand(len(z), -1)  # (E, n) all transitions
-            metrics = {k: float(v) for k, v in wm.loss(frames, every).metrics.items()}
-            metrics["policy_r2"] = float(1 - ((z - zi) ** 2).sum() / ((zi - zi.mean(0)) ** 2).sum())
-        else:
-            metrics = {k: float(v) for k, v in wm.loss(frames, z, openloop_weight=1.0).metrics.items()}
-        frames = wm.resize(frames)  # (E, n+1, 3, h, w): errors at the world model's resolution
-
-        def err(latents):  # (n,) error per horizon, the same prior draws for every variant
-            torch.manual_seed(args.seed)
-            imagined = wm.openloop(frames[:, :1], latents)  # (E, n, 3, H, W) from frame t and the latents
-            return ((imagined - frames[:, 1:]) ** 2).sum((2, 3, 4)).mean(0), imagined
-        copy = ((frames[:, :1] - frames[:, 1:]) ** 2).sum((2, 3, 4)).mean(0)  # (n,) predict frame t forever
-        pictures = []
-        for pre, z in latents.items():
-            own, imagined = err(z)
-            swap = err(z.view(-1, 2, *z.shape[1:]).flip(1).flatten(0, 1))[0]  # partner window, same episode
-            shuffled = err(z.roll(2, dims=0))[0]  # the next episode's window at the same step
-            metrics.update({pre + "openloop_err": float(own.mean()),
-                            **({} if pre else {"copy_frame_err": float(copy.mean())}),
-                            pre + "openloop_shuffled": float(shuffled.mean()),
-                            pre + "swap_ratio": float(swap.mean() / own.mean()),
-                            pre + "shuffle_ratio": float(shuffled.mean() / own.mean()),
-                            pre + "gate_w": float((own[1:] <= 0.95 * copy[1:]).all()),
-                            pre + "openloop_k": [round(float(v), 1) for v in own],
-                            **({} if pre else {"copy_k": [round(float(v), 1) for v in copy]})})
-            pictures.append(imagined[:4])
-        save_rollout_png(frames[:4], pictures, os.path.join(args.out_dir, f"rollout_{step:06d}.png"))
-        model.train()
-    return metrics
-
-
-def save_rollout_png(frames, imagined, path):
-    """Rows per sample: ground truth t..t+n, then per entry of imagined (E, n, 3, H, W) the frames imagined
-    under those latents (first tile = the context frame t), then the first one's error."""
-    import imageio.v3 as iio
-    gt = frames  # (E, n+1, 3, H, W)
-    ims = [torch.cat([frames[:, :1], im], 1) for im in imagined]  # each (E, n+1, 3, H, W)
-    er = (gt - ims[0]).abs().mean(2, keepdim=True).expand_as(gt).clamp(0, 1)  # (E, n+1, 3, H, W)
-    rows = torch.stack([gt, *ims, er], 1)  # (E, R, n+1, 3, H, W), R = 2 + len(imagined)
-    E, R, T, C, H, W = rows.shape
-    grid = rows.permute(0, 1, 4, 2, 5, 3).reshape(E * R * H, T * W, C)  # (E*R*H, (n+1)*W, 3)
-    up = max(1, 64 // H)  # small world-model frames are enlarged (nearest pixel) so a reader can see them
-    grid = grid.repeat_interleave(up, 0).repeat_interleave(up, 1)  # (E*R*H*up, (n+1)*W*up, 3)
-    tmp = f"{path}.{os.getpid()}.tmp.png"  # per-process name; stale ones are removed by clear_run_dir
-    iio.imwrite(tmp, (grid.clamp(0, 1) * 255).byte().cpu().numpy())
-    os.replace(tmp, path)
-
 
 # -------------------------------------------------------------------------------------------------
 # training loop
-if master:  # the inputs are checked: now the run folder is made, locked and cleared
-    try:
-        claim_run_dir(args.out_dir, args.resume, args.overwrite, create=True)
-    except CheckpointError as e:
-        fail(e)
-    logged = args.resume and resumed_log(args.out_dir, step0)  # the resumed step's eval row is in the log
-    log = open(os.path.join(args.out_dir, "log.jsonl"), "a")
-    if args.wandb:  # --resume continues the same wandb run
-        start_wandb(config, "pretrain")
+try:  # the inputs are checked: now the run folder is made, locked and cleared, and the log opened
+    log = RunLog(config, "pretrain", step0, master)
+except CheckpointError as e:
+    fail(e)
 batches = iter(loader)
 bar = tqdm(range(step0, args.max_steps + 1), initial=step0, total=args.max_steps + 1, disable=not master,
            desc="pretrain", mininterval=2)
@@ -460,8 +304,9 @@ for step in bar:
     last_step = step == args.max_steps
     # eval and save first, so the final step is always evaluated and saved (skipped at a resumed step
     # whose eval row is logged: that state is exactly what we just loaded)
-    if master and (step % args.eval_every == 0 or last_step) and not (step == step0 and logged):
-        metrics = evaluate(step)
+    if master and (step % args.eval_every == 0 or last_step) and not (step == step0 and log.logged):
+        png = os.path.join(args.out_dir, f"rollout_{step:06d}.png")
+        metrics = wm_eval.evaluate(model, wm, eval_batch, args.seed, args.latents == "idm", png)
         save_checkpoint(ckpt_path, {
             "format_version": CKPT_VERSION, "kind": "pretrain", "step": step, "config": config,
             "policy": policy.state_dict(), "policy_config": policy.config_dict(),
@@ -470,19 +315,13 @@ for step in bar:
             "obs_spec": {"cameras": list(policy_cfg["cameras"]), "state_keys": [], "image_size": image_size},
             "lang": {k: v.tolist() for k, v in lang.items()},
             "rng": {"torch": torch.get_rng_state()}})
-        fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else "/".join(f"{x:.1f}" for x in v)  # per-horizon lists
-        say(f"eval {step}: " + " | ".join(f"{k} {fmt(v)}" for k, v in metrics.items()))  # after the save: it is on disk
-        log.write(json.dumps({"step": step, "eval": metrics}) + "\n"); log.flush()
-        if args.wandb:  # the per-horizon lists as one scalar per horizon: eval/openloop_k/1..n
-            flat = {f"eval/{k}/{i + 1}": x for k, v in metrics.items() if isinstance(v, list) for i, x in enumerate(v)}
-            wandb.log({f"eval/{k}": v for k, v in metrics.items() if not isinstance(v, list)} | flat | {
-                "rollout": wandb.Image(os.path.join(args.out_dir, f"rollout_{step:06d}.png"))}, step=step)
+        log.eval(step, metrics, image=png)  # after the save: it is on disk
     if last_step:
         break
 
     # one training step
     for group in optimizer.param_groups:
-        group["lr"] = lr_at(step) * group["scale"]
+        group["lr"] = cosine_lr(step, args) * group["scale"]
     try:
         batch = next(batches)
     except DataError as e:  # a corrupt chunk of a file read per window; from a worker, its last line is ours
@@ -499,15 +338,10 @@ for step in bar:
     if master and (step % args.log_every == 0 or step == args.max_steps - 1):
         dt = (time.time() - t_last) / (args.log_every if step > step0 else 1)
         t_last = time.time()
-        row = {"step": step, "loss": loss.item(), **{k: float(v) for k, v in metrics.items()},
-               "grad_norm": float(grad_norm), "lr": lr_at(step), "ms_step": dt * 1000,
-               "samples_s": args.batch_size * world / dt}
-        say(" | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-        log.write(json.dumps(row) + "\n"); log.flush()
-        if args.wandb:
-            wandb.log({k: v for k, v in row.items() if k != "step"}, step=step)
+        log.row({"step": step, "loss": loss.item(), **{k: float(v) for k, v in metrics.items()},
+                 "grad_norm": float(grad_norm), "lr": cosine_lr(step, args), "ms_step": dt * 1000,
+                 "samples_s": args.batch_size * world / dt})
 
-if master and args.wandb:
-    wandb.finish()
+log.close()
 if ddp:
     dist.destroy_process_group()

@@ -1,10 +1,13 @@
 """The run folder and the checkpoint: what every stage script shares besides the models.
 
     setup_process()                                   # line-buffered stdout, CPU allocator kept warm
+    check_flags(args, ints, floats)                   # bad flags stop with one line (fail)
     why = check_device(args.device)                   # None, or why --device cannot be used
+    ddp, rank, world, device, autocast = setup_device(args)   # torchrun or one process
     ckpt = open_run(config, "pretrain", RESUME_KEYS)  # claim --out_dir; with --resume, its checkpoint
-    claim_run_dir(out_dir, resume, overwrite, create=True)   # once the inputs are checked: make, lock, clear
+    log = RunLog(config, "pretrain", step0, master)   # once the inputs are checked: make, lock, clear; log.jsonl
     save_checkpoint(path, dict(...)); ckpt = load_checkpoint(path, kind="finetune")
+    lr = cosine_lr(step, args)                        # the learning-rate schedule of both training stages
 
 A run folder holding a run is refused unless --resume or --overwrite; one process at a time holds it
 (flock, released by the kernel even on kill -9). A checkpoint is one dict of plain values and tensors,
@@ -14,11 +17,15 @@ whose message is one line naming the file or flag.
 import fcntl
 import glob
 import json
+import math
 import os
 import sys
 import warnings
+from contextlib import nullcontext
 
 import torch
+import torch.distributed as dist
+from tqdm import tqdm
 
 from data import check_out_dir
 from policies import make_policy
@@ -63,8 +70,9 @@ def save_checkpoint(path, ckpt):
             os.remove(tmp)
 
 
-def load_checkpoint(path, kind=None):
-    """Load and validate a checkpoint (weights_only); kind "pretrain" | "finetune" | None (any)."""
+def load_checkpoint(path, kind=None, policy_config=None):
+    """Load and validate a checkpoint (weights_only); kind "pretrain" | "finetune" | None (any); policy_config:
+    the policy it must hold (a dict as make_policy takes), or None (any)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such file (expected a checkpoint written by pretrain.py or finetune.py)")
     try:
@@ -97,6 +105,12 @@ def load_checkpoint(path, kind=None):
             found = tuple(got[k].shape) if k in got else "missing"
             raise CheckpointError(f"{path}: policy.{k}: shape {found}, expected "
                                   f"{tuple(want[k].shape) if k in want else 'no such key'} from policy_config")
+    norm = lambda v: list(v) if isinstance(v, tuple) else v  # the cameras tuple is a list after a save
+    got = ckpt["policy_config"]
+    bad = [k for k in policy_config or {} if norm(got.get(k)) != norm(policy_config[k])]
+    if bad:
+        raise CheckpointError(f"{path}: policy_config: expected {', '.join(f'{k}={policy_config[k]!r}' for k in bad)}"
+                              f" (from the flags and data), got {', '.join(f'{k}={got.get(k)!r}' for k in bad)}")
     return ckpt
 
 
@@ -108,7 +122,63 @@ def policy_from_checkpoint(ckpt):
 
 
 # ---------------------------------------------------------------------------------------------------
-# what the stage scripts share besides checkpoints: the device check and the run folder
+# what the stage scripts share besides checkpoints: flags, the device, the run folder and its log
+
+def fail(msg):
+    """One clear line, no traceback, for bad input."""
+    sys.exit(f"error: {msg}")
+
+
+def check_flags(args, ints, floats):
+    """The flags every training stage has, and the script's own: ints as (name, lowest), floats (finite, >= 0) by
+    name; None is an unset default. Also the optimizer's bounds, --device, and wandb when --wandb is given (imported
+    only then: without --wandb no wandb code is loaded). Stops with one line (fail) at the first bad flag."""
+    for name, low in ints:
+        if getattr(args, name) is not None and getattr(args, name) < low:
+            fail(f"--{name}: expected an integer >= {low}, got {getattr(args, name)}")
+    for name in floats:
+        if not (math.isfinite(getattr(args, name)) and getattr(args, name) >= 0):
+            fail(f"--{name}: expected a finite number >= 0, got {getattr(args, name)}")
+    if not (args.beta1 < 1 and args.beta2 < 1 and args.min_lr_frac <= 1 and args.grad_clip > 0):
+        fail(f"--beta1, --beta2: expected < 1, --min_lr_frac <= 1, --grad_clip > 0; got {args.beta1}, {args.beta2}, "
+             f"{args.min_lr_frac}, {args.grad_clip}")
+    if check_device(args.device):
+        fail(check_device(args.device))
+    if args.wandb:
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            fail("--wandb: the wandb package is not installed (pip install wandb)")
+
+
+def setup_device(args):
+    """One process, or one of torchrun's (RANK in the environment: DDP over NCCL on CUDA, gloo otherwise).
+    Resolves --device auto and records the world size in args (the data order depends on it, so --resume
+    checks it). -> ddp, rank, world size, torch.device, the autocast context (bf16 on CUDA only)."""
+    ddp = "RANK" in os.environ  # launched by torchrun
+    if ddp:
+        rank, world, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() and args.device != "cpu" else "gloo")
+    else:
+        rank, world, local_rank = 0, 1, 0
+    args.world_size = world
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else args.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    bf16 = device.type == "cuda" and args.dtype == "bfloat16"
+    return ddp, rank, world, device, torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+def cosine_lr(step, args):
+    """Linear warmup from 0.001x --lr, then cosine down to --min_lr_frac x --lr at --max_steps."""
+    if step < args.warmup:
+        return args.lr * (0.001 + 0.999 * step / args.warmup)
+    frac = min(1.0, (step - args.warmup) / max(1, args.max_steps - args.warmup))
+    return args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
+
 
 def check_device(name):
     """--device auto | cpu | cuda | cuda:<i> | mps -> the reason it cannot be used, or None."""
@@ -247,3 +317,47 @@ def start_wandb(config, job_type):
                name=config["wandb_name"] or os.path.basename(os.path.abspath(config["out_dir"])))
     with open(id_file, "w") as f:
         f.write(wandb.run.id)
+
+
+class RunLog:
+    """A training stage's log on the master process (others log nothing): made once the inputs are checked,
+    it claims --out_dir (make, lock, clear: claim_run_dir), keeps what a resumed checkpoint has done of
+    log.jsonl (resumed_log; .logged: whether the resumed step's eval row is there), and opens --wandb's run.
+    Each row goes to the console (above the progress bar), to log.jsonl and to wandb at its step; an eval
+    row's metrics as eval/<name>, per-horizon lists as eval/<name>/1..n. Raises CheckpointError."""
+
+    def __init__(self, config, kind, step0, master):
+        self.master, self.wandb, self.logged = master, None, False
+        if not master:
+            return
+        claim_run_dir(config["out_dir"], config["resume"], config["overwrite"], create=True)
+        self.logged = config["resume"] and resumed_log(config["out_dir"], step0)
+        self.file = open(os.path.join(config["out_dir"], "log.jsonl"), "a")
+        if config["wandb"]:  # --resume continues the same wandb run
+            import wandb
+            start_wandb(config, kind)
+            self.wandb = wandb
+
+    def row(self, row):
+        """A training row: {"step": ..., name: number, ...}."""
+        if self.master:
+            tqdm.write(" | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+            self.file.write(json.dumps(row) + "\n"); self.file.flush()
+            if self.wandb:
+                self.wandb.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+
+    def eval(self, step, metrics, image=None):
+        """An eval row (write it after the checkpoint's save: it says that state is on disk); image: a picture."""
+        if not self.master:
+            return
+        fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else "/".join(f"{x:.1f}" for x in v)  # per-horizon lists
+        tqdm.write(f"eval {step}: " + " | ".join(f"{k} {fmt(v)}" for k, v in metrics.items()))
+        self.file.write(json.dumps({"step": step, "eval": metrics}) + "\n"); self.file.flush()
+        if self.wandb:
+            flat = {f"eval/{k}/{i + 1}": x for k, v in metrics.items() if isinstance(v, list) for i, x in enumerate(v)}
+            self.wandb.log({f"eval/{k}": v for k, v in metrics.items() if not isinstance(v, list)} | flat
+                           | ({"rollout": self.wandb.Image(image)} if image else {}), step=step)
+
+    def close(self):
+        if self.wandb:
+            self.wandb.finish()
