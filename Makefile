@@ -22,7 +22,7 @@ install-libero: install
 # -> closed-loop success of the pretrained and the from-scratch policy -> held-out CCA of the latents.
 # --overwrite: a second `make demo` starts the runs again instead of stopping at the existing ones.
 demo: install
-	$(PY) data.py toy
+	$(PY) convert.py toy
 	$(PY) pretrain.py --out_dir $(RUNS)/pretrain --overwrite
 	$(PY) finetune.py --init $(RUNS)/pretrain/ckpt.pt --out_dir $(RUNS)/finetune --overwrite
 	$(PY) finetune.py --out_dir $(RUNS)/scratch --overwrite

@@ -84,7 +84,7 @@ if "data" in groups:
     import sys
     from data import DemoWindows, PretrainWindows
     with tempfile.TemporaryDirectory() as d:
-        subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data.py"), "toy",
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "convert.py"), "toy",
                         "--out", d, "--source_episodes", "100", "--target_demos", "3", "--source_demos", "10"],
                        check=True, capture_output=True)
         for name, ds in (("pretrain_windows_per_s", PretrainWindows([f"{d}/source_video.hdf5"], chunk=10)),

@@ -263,8 +263,8 @@ if not libero:
     toy, target50 = os.path.join(data, "toy"), os.path.join(data, "target50")
     q = ["--source_episodes", 20, "--source_demos", 20, "--image_size", 32] if args.quick else []
     if make_data:
-        run("data.py", "toy", "--out", toy, *q, done=os.path.join(toy, "source_video.hdf5"))
-        run("data.py", "toy", "--seed", 1, "--target_demos", 2 if args.quick else 50, "--source_demos", 10,
+        run("convert.py", "toy", "--out", toy, *q, done=os.path.join(toy, "source_video.hdf5"))
+        run("convert.py", "toy", "--seed", 1, "--target_demos", 2 if args.quick else 50, "--source_demos", 10,
             "--source_episodes", 10, "--out", target50, *q[4:], done=os.path.join(target50, "source_video.hdf5"))
     video, demos = os.path.join(toy, "source_video.hdf5"), os.path.join(target50, "target_demos.hdf5")
     pre = {"wm_source": ["--data", video], "wm_target": ["--data", demos],

@@ -1,7 +1,11 @@
-"""Converters from other formats into lawm episode files (the layout is in data.py's docstring):
-BridgeData v2 raw folders, Something-Something v2 webm videos, official LIBERO demo files, and demos
-that a scripted expert records in the LIBERO simulator.
+"""What writes lawm episode files (the layout is in data.py's docstring), and checks them: the toy
+datasets (toyworld.py's scripted expert), converters from BridgeData v2 raw folders, Something-Something
+v2 webm videos and official LIBERO demo files, and demos that a scripted expert records in the LIBERO
+simulator.
 
+    python convert.py toy                   # data/toy/: the three toy files (data.py), < 1 min on one CPU core
+    python convert.py toy --out data/toy50 --target_demos 50 --source_episodes 2000              # more data
+    python convert.py check data/toy        # validate files (a file, a folder, a glob, "toy", "bdv2", "ssv2")
     python convert.py bdv2 --src raw/bridge_data_v2 --out data/bdv2 --workers 8          # BridgeData v2 raw tree
     python convert.py ssv2 --src 20bn-something-something-v2 --labels labels/train.json --out data/ssv2 \
         --fraction 0.1 --frame_skip 2 --workers 8                                           # SSv2 webm videos
@@ -38,6 +42,7 @@ import multiprocessing
 import os
 import pickle
 import re
+import sys
 import time
 
 import h5py
@@ -46,7 +51,8 @@ from PIL import Image
 from tqdm import tqdm
 
 import libero_sim
-from data import CAMERAS, DataError, demo_keys, fail, open_hdf5, run_command, write_episodes
+from data import (CAMERAS, DataError, check_out_dir, demo_keys, fail, find_episode_files, open_hdf5, read_error,
+                  scan_file, write_episodes)
 
 BDV2_FPS, SSV2_FPS = 5, 12  # BridgeData v2 control rate; SSv2 native frame rate (before --frame_skip)
 BDV2_LATENCY_FIXED = "2021-07-23"  # BridgeData collected before this date has one step of camera latency
@@ -54,6 +60,7 @@ _DATED = re.compile(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}")  # the collection fo
 LIBERO_FPS = 20  # LIBERO's control rate
 LIBERO_LOWDIM = {"ee_states": 6, "gripper_states": 2, "joint_states": 7}  # official proprio kept: name -> width
 LIBERO_ACTION_DIM = 7  # OSC_POSE deltas (6) + gripper
+TOY_FPS = 10
 
 
 class Skip(Exception):
@@ -437,9 +444,73 @@ def record_libero_expert(args):
         fail(args.suite, "--suite/--tasks", "a suite and tasks the scripted expert solves", e)
 
 
+# ---------------------------------------------------------------------------------------------------
+# the toy datasets (toyworld.py's scripted expert) and the check command
+
+def write_toy(args):
+    # bad flags stop before anything is written; every file needs an episode, the world model 2^k >= 16 pixels
+    for name, low in (("source_episodes", 1), ("target_demos", 1), ("source_demos", 1), ("min_steps", 0),
+                      ("seed", 0)):
+        if getattr(args, name) < low:
+            sys.exit(f"error: --{name}: expected an integer >= {low}, got {getattr(args, name)}")
+    if args.image_size < 16 or args.image_size & (args.image_size - 1):
+        sys.exit(f"error: --image_size: expected a power of two >= 16 (for the world model), got {args.image_size}")
+    import toyworld
+    tasks = toyworld.TASKS
+
+    def spread(total):  # total episodes over the tasks, round robin
+        return {t: total // len(tasks) + (i < total % len(tasks)) for i, t in enumerate(tasks)}
+
+    files = [("target_demos", "target", 1, {t: args.target_demos for t in tasks}, True),
+             ("source_demos", "source", 2, spread(args.source_demos), True),
+             ("source_video", "source", 3, spread(args.source_episodes), False)]
+    for name, domain, d, counts, labeled in files:
+        tally = {"tries": 0, "kept": 0}
+        path = os.path.join(args.out, f"{name}.hdf5")
+        seed0 = 10_000_000 * args.seed + 1_000_000 * d  # see "Seeds" in data.py's docstring
+        episodes = toyworld.expert_episodes(domain, seed0, counts, labeled, args.image_size, args.min_steps, tally)
+        write_episodes(path, tqdm(episodes, total=sum(counts.values()), desc=name, unit="ep"), "toy", TOY_FPS)
+        short = " (FEWER than asked)" if tally["kept"] < sum(counts.values()) else ""
+        print(f"{path}: {tally['kept']} episodes{short}, {domain} domain, "
+              + (f"{tally['kept']} successful of {tally['tries']} expert tries" if labeled else "no actions"))
+
+
+def check(args):
+    """One line per file named by the spec (a toy folder is checked whole: its demos too)."""
+    for path in find_episode_files(args.spec, role="any"):
+        size, demos = scan_file(path)
+        if not args.quick:  # decompress every image chunk: a corrupt one passes the header checks of scan_file
+            with open_hdf5(path) as f:
+                for d in demos:
+                    for cam in d["cameras"]:
+                        key = f"{d['key']}/obs/{cam}"
+                        try:
+                            for t in range(0, d["T"], 256):
+                                f[key][t:t + 256]
+                        except Exception as e:
+                            read_error(path, key, e)
+        acts = {d["actions"].shape[1] for d in demos if d["actions"] is not None}
+        print(f"{path}: ok, {len(demos)} episodes, {sum(d['T'] for d in demos)} steps, {size}x{size}, "
+              f"actions {sorted(acts) or 'none'}, {len({d['task'] for d in demos})} tasks")
+
+
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description="Convert other formats into lawm episode files (see the docstring).")
+    p = argparse.ArgumentParser(description="Write and check lawm episode files (see the docstring).")
     sub = p.add_subparsers(dest="command", required=True)
+    toy = sub.add_parser("toy", help="generate the toy-world datasets with the scripted expert")
+    toy.add_argument("--out", default="data/toy", help="output folder")
+    toy.add_argument("--source_episodes", type=int, default=500, help="action-free source-domain videos (total)")
+    toy.add_argument("--target_demos", type=int, default=5, help="successful target-domain demos PER TASK")
+    toy.add_argument("--source_demos", type=int, default=200, help="successful source-domain demos with actions (total)")
+    toy.add_argument("--image_size", type=int, default=64, help="frame height and width in pixels")
+    toy.add_argument("--seed", type=int, default=0, help="seed block; see 'Seeds' in data.py's docstring")
+    toy.add_argument("--min_steps", type=int, default=20,
+                     help="pad shorter episodes with idle steps after the task ends (pretraining windows need chunk+1 frames)")
+    toy.set_defaults(run=write_toy)
+    chk = sub.add_parser("check", help="validate episode files, reading every image chunk; one line per file")
+    chk.add_argument("spec", help="a file, a folder (its *.hdf5), a glob, toy (data/toy), bdv2 or ssv2; several comma-joined")
+    chk.add_argument("--quick", action="store_true", help="headers, attributes and low-dim arrays only: no images read")
+    chk.set_defaults(run=check)
     for name, (src, fps) in {"bdv2": ("raw/bridge_data_v2", "5 Hz"), "ssv2": ("20bn-something-something-v2", "12 fps")}.items():
         c = sub.add_parser(name, help=f"convert the raw {name} download ({src}) into episode shards")
         c.add_argument("--src", help=f"the raw folder ({src})")
@@ -475,4 +546,13 @@ if __name__ == "__main__":
     exp.add_argument("--seed", type=int, default=0, help="layouts and noise are a function of (seed, task, attempt)")
     exp.add_argument("--workers", type=int, default=2, help="simulator processes (one task at a time each)")
     exp.set_defaults(run=record_libero_expert)
-    run_command(p)
+    # bad input stops with one line naming file, key and expectation, and no traceback; --out is checked
+    # before any work, so a folder that cannot take the files stops a command before its first episode
+    args = p.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # each line reaches a pipe or a log file when printed
+    if getattr(args, "out", None) is not None and (why := check_out_dir("--out", args.out)):
+        sys.exit(f"error: {why}")
+    try:
+        args.run(args)
+    except DataError as e:
+        sys.exit(f"error: {e}")

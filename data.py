@@ -1,12 +1,9 @@
 """Episode files: schema, atomic writer, validating reader, window datasets, samplers, action
-normalisation, instruction embeddings, and the toy datasets. Every stage imports this file; the
-converters from other formats live in convert.py.
-
-Commands
-    python data.py toy                       # data/toy/: the three toy files below, < 1 min on one CPU core
-    python data.py toy --out data/toy50 --target_demos 50 --source_episodes 2000   # more data
-    python data.py check data/toy            # validate files (a file, a folder, a glob, "toy", "bdv2", "ssv2")
-Bad input stops with one line, "error: <file>: <key>: expected ..., got ...", and no traceback.
+normalisation, instruction embeddings. Every stage imports this file; what writes the files (the toy
+datasets, the converters from other formats, the scripted LIBERO expert) and checks them is convert.py:
+    python convert.py toy                    # data/toy/: the three toy files below, < 1 min on one CPU core
+    python convert.py check data/toy         # validate files (a file, a folder, a glob, "toy", "bdv2", "ssv2")
+Bad input is a DataError whose message is one line, "<file>: <key>: expected ..., got ...".
 
 Layout (every source; the robomimic/LIBERO one)
     <name>.hdf5
@@ -20,7 +17,7 @@ Layout (every source; the robomimic/LIBERO one)
     absent, never zero-filled. A file is written to <name>.hdf5.tmp and renamed, so a file that
     exists is complete. What each converted source holds is in convert.py's docstring.
 
-Toy files (python data.py toy; toyworld.py is the simulator)
+Toy files (python convert.py toy; toyworld.py is the simulator)
     source_video.hdf5   source domain, no actions or state: action-free video for pretraining
     target_demos.hdf5   target domain, --target_demos successful expert demos per task: finetuning
     source_demos.hdf5   source domain with actions and state: the supervised-pretraining baseline
@@ -28,12 +25,10 @@ Toy files (python data.py toy; toyworld.py is the simulator)
     3 source_video) uses seeds 10_000_000 * --seed + 1_000_000 * d + k, k = 0, 1, ... so no two files,
     and no file and the evaluation, share a seed. Each demo records its seed in attrs["seed"].
 """
-import argparse
 import errno
 import glob
 import hashlib
 import os
-import sys
 import tempfile
 
 import h5py
@@ -43,13 +38,12 @@ import torch
 FORMAT_VERSION = 1
 LANG_MODEL = "all-MiniLM-L6-v2"  # BAKU's instruction encoder; 384-d
 CAMERAS = {"agentview": "agentview_rgb", "wrist": "eye_in_hand_rgb"}  # policy name -> obs key on disk
-TOY = {"video": "data/toy/source_video*.hdf5", "demos": "data/toy/target_demos*.hdf5"}  # spec "toy" by role
+TOY = {"video": "data/toy/source_video*.hdf5", "demos": "data/toy/target_demos*.hdf5", "any": "data/toy"}  # "toy"
 NAMED = {"bdv2": "data/bdv2", "ssv2": "data/ssv2"}  # specs "bdv2", "ssv2": where convert.py writes them
 HOW = {"bdv2": " (write them with `python convert.py bdv2 --src <raw BridgeData v2 folder> --out data/bdv2`)",
        "ssv2": " (write them with `python convert.py ssv2 --src <SSv2 webm folder> --labels <json> --out data/ssv2`)",
-       "toy": " (write them with `python data.py toy`)"}
+       "toy": " (write them with `python convert.py toy`)"}
 RAM_FRACTION = 0.1  # datasets whose frames need less than this share of RAM are loaded into memory
-TOY_FPS = 10
 
 
 class DataError(Exception):
@@ -144,7 +138,7 @@ def demo_keys(path, f):
     return names
 
 
-def _scan(path):
+def scan_file(path):
     """Validate a whole file without reading its images. Returns (image_size, demos), one dict per
     demo: key, T, instruction, task, task_type, seed, cameras (obs names), lowdim {name: array},
     actions (array or None), path."""
@@ -196,17 +190,18 @@ def _expand(part):
 
 def find_episode_files(spec, role="video"):
     """Files named by spec (a stage's --data): a file, a folder (its *.hdf5), a glob, "bdv2"/"ssv2" (data/bdv2,
-    data/ssv2), or "toy" (data/toy/source_video for role "video", data/toy/target_demos for role "demos");
-    several joined by commas."""
+    data/ssv2), or "toy" (data/toy/source_video for role "video", data/toy/target_demos for role "demos", the
+    whole folder for "any"); several joined by commas. Role "video" refuses a toy folder, whose demos are no video."""
     out = []
     for name in spec.split(","):
         part = TOY[role] if name == "toy" else NAMED.get(name, name)
         found = _expand(part)
         if not found:
-            fail(part, "file", "an episode file, a folder of *.hdf5 or a glob", "nothing there" + HOW.get(name, ""))
+            fail(part, "file", "an episode file, a folder of *.hdf5, a glob, toy, bdv2 or ssv2",
+                 "nothing there" + HOW.get(name, ""))
         if role == "video" and os.path.isdir(part) and {"target_demos.hdf5", "source_demos.hdf5"} & {
                 os.path.basename(f) for f in found}:  # complete or interrupted: its demos are not source video
-            fail(part, "folder", "a folder of video episode files", "a `python data.py toy` folder, whose target and "
+            fail(part, "folder", "a folder of video episode files", "a `python convert.py toy` folder, whose target and "
                  "source demos would join the video; pass --data toy or its source_video.hdf5")
         out += found
     return out
@@ -318,7 +313,7 @@ class _Episodes(torch.utils.data.Dataset):
             fail("paths", "files", "at least one episode file", "an empty list")
         self.episodes, self.image_size = [], None
         for path in paths:
-            size, demos = _scan(path)
+            size, demos = scan_file(path)
             if self.image_size not in (None, size):
                 fail(path, "data.attrs['image_size']", f"{self.image_size} like {paths[0]}", size)
             self.image_size = size
@@ -500,102 +495,3 @@ class MixtureBatches(StepBatches):
         rng = np.random.default_rng([self.seed, step, self.rank])
         k = rng.choice(len(self.sizes), self.batch_size, p=self.p)  # (B,) which set
         return (self.offsets[k] + rng.integers(0, self.sizes[k])).tolist()  # (B,) index into the concatenation
-
-
-# ----------------------------------------------------------------------------------------------
-# the toy datasets (toyworld.py's scripted expert) and the check command
-
-def write_toy(args):
-    # bad flags stop before anything is written; every file needs an episode, the world model 2^k >= 16 pixels
-    for name, low in (("source_episodes", 1), ("target_demos", 1), ("source_demos", 1), ("min_steps", 0),
-                      ("seed", 0)):
-        if getattr(args, name) < low:
-            sys.exit(f"error: --{name}: expected an integer >= {low}, got {getattr(args, name)}")
-    if args.image_size < 16 or args.image_size & (args.image_size - 1):
-        sys.exit(f"error: --image_size: expected a power of two >= 16 (for the world model), got {args.image_size}")
-    import toyworld
-    from tqdm import tqdm
-    tasks = toyworld.TASKS
-
-    def spread(total):  # total episodes over the tasks, round robin
-        return {t: total // len(tasks) + (i < total % len(tasks)) for i, t in enumerate(tasks)}
-
-    files = [("target_demos", "target", 1, {t: args.target_demos for t in tasks}, True),
-             ("source_demos", "source", 2, spread(args.source_demos), True),
-             ("source_video", "source", 3, spread(args.source_episodes), False)]
-    for name, domain, d, counts, labeled in files:
-        tally = {"tries": 0, "kept": 0}
-        path = os.path.join(args.out, f"{name}.hdf5")
-        seed0 = 10_000_000 * args.seed + 1_000_000 * d  # see "Seeds" in the docstring
-        episodes = toyworld.expert_episodes(domain, seed0, counts, labeled, args.image_size, args.min_steps, tally)
-        write_episodes(path, tqdm(episodes, total=sum(counts.values()), desc=name, unit="ep"), "toy", TOY_FPS)
-        short = " (FEWER than asked)" if tally["kept"] < sum(counts.values()) else ""
-        print(f"{path}: {tally['kept']} episodes{short}, {domain} domain, "
-              + (f"{tally['kept']} successful of {tally['tries']} expert tries" if labeled else "no actions"))
-
-
-def check_files(spec):
-    """The files `data.py check SPEC` validates: a file, a folder (every *.hdf5 in it: a toy folder's three
-    files too), a glob, "toy" (data/toy), "bdv2"/"ssv2" (data/bdv2, data/ssv2); several joined by commas.
-    Not find_episode_files: checking has no role, so no folder is refused for holding demos beside video."""
-    out = []
-    for name in spec.split(","):
-        part = "data/toy" if name == "toy" else NAMED.get(name, name)
-        found = _expand(part)
-        if not found:
-            fail(part, "file", "an episode file, a folder of *.hdf5, a glob, toy, bdv2 or ssv2",
-                 "nothing there" + HOW.get(name, ""))
-        out += found
-    return out
-
-
-def check(args):
-    for path in check_files(args.spec):
-        size, demos = _scan(path)
-        if not args.quick:  # decompress every image chunk: a corrupt one passes the header checks of _scan
-            with open_hdf5(path) as f:
-                for d in demos:
-                    for cam in d["cameras"]:
-                        key = f"{d['key']}/obs/{cam}"
-                        try:
-                            for t in range(0, d["T"], 256):
-                                f[key][t:t + 256]
-                        except Exception as e:
-                            read_error(path, key, e)
-        acts = {d["actions"].shape[1] for d in demos if d["actions"] is not None}
-        print(f"{path}: ok, {len(demos)} episodes, {sum(d['T'] for d in demos)} steps, {size}x{size}, "
-              f"actions {sorted(acts) or 'none'}, {len({d['task'] for d in demos})} tasks")
-
-
-def run_command(parser):
-    """Parse the command line and run the chosen subcommand (data.py and convert.py): bad input stops with
-    one line naming file, key and expectation, and no traceback. A subcommand's --out is checked here,
-    before any work, so a folder that cannot take the files stops it before its first episode."""
-    args = parser.parse_args()
-    sys.stdout.reconfigure(line_buffering=True)  # each line reaches a pipe or a log file when printed
-    if getattr(args, "out", None) is not None and (why := check_out_dir("--out", args.out)):
-        sys.exit(f"error: {why}")
-    try:
-        args.run(args)
-    except DataError as e:
-        sys.exit(f"error: {e}")
-
-
-if __name__ == "__main__":
-    p = argparse.ArgumentParser(description="Write and check lawm episode files (see the docstring).")
-    sub = p.add_subparsers(dest="command", required=True)
-    toy = sub.add_parser("toy", help="generate the toy-world datasets with the scripted expert")
-    toy.add_argument("--out", default="data/toy", help="output folder")
-    toy.add_argument("--source_episodes", type=int, default=500, help="action-free source-domain videos (total)")
-    toy.add_argument("--target_demos", type=int, default=5, help="successful target-domain demos PER TASK")
-    toy.add_argument("--source_demos", type=int, default=200, help="successful source-domain demos with actions (total)")
-    toy.add_argument("--image_size", type=int, default=64, help="frame height and width in pixels")
-    toy.add_argument("--seed", type=int, default=0, help="seed block; see 'Seeds' in the docstring")
-    toy.add_argument("--min_steps", type=int, default=20,
-                     help="pad shorter episodes with idle steps after the task ends (pretraining windows need chunk+1 frames)")
-    toy.set_defaults(run=write_toy)
-    chk = sub.add_parser("check", help="validate episode files, reading every image chunk; one line per file")
-    chk.add_argument("spec", help="a file, a folder (its *.hdf5), a glob, toy (data/toy), bdv2 or ssv2; several comma-joined")
-    chk.add_argument("--quick", action="store_true", help="headers, attributes and low-dim arrays only: no images read")
-    chk.set_defaults(run=check)
-    run_command(p)

@@ -7,7 +7,7 @@ the whole policy is trained with the supervised loss (BAKU: masked MSE; DP: deno
 --init it trains from scratch. Run on source-domain demos *with* actions, the same script gives the
 supervised-pretraining baseline, whose checkpoint `finetune.py --init` accepts like any other.
 
-Tiny CPU run on the toy world (target robot demos in data/toy, from `python data.py toy`):
+Tiny CPU run on the toy world (target robot demos in data/toy, from `python convert.py toy`):
     python finetune.py --init runs/pretrain/ckpt.pt --out_dir runs/finetune
     python finetune.py --out_dir runs/scratch                               # no pretraining
     python finetune.py --data data/toy/source_demos.hdf5 --out_dir runs/sup  # supervised baseline

@@ -172,9 +172,9 @@ except CheckpointError as e:
 # -------------------------------------------------------------------------------------------------
 # data: action-free windows. frames t..t+n go to the world model, frame t to the policy.
 if args.data == "toy" and not os.path.exists("data/toy/source_video.hdf5") and master:
-    say("data/toy missing: generating it with `python data.py toy`")
+    say("data/toy missing: generating it with `python convert.py toy`")
     import subprocess
-    subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data.py"), "toy"],
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "convert.py"), "toy"],
                    check=True)
 if ddp:
     dist.barrier()

@@ -38,7 +38,7 @@ def read_episodes(path):
     """Every episode of a file, validated, as the dicts data.write_episodes takes."""
     import h5py
     import data
-    out, demos = [], data._scan(path)[1]  # validates first: a bad file fails with one line
+    out, demos = [], data.scan_file(path)[1]  # validates first: a bad file fails with one line
     with h5py.File(path, "r") as f:
         for d in demos:
             ep = {"obs": {k: f[d["key"]]["obs"][k][()] for k in d["cameras"]} | d["lowdim"],

@@ -44,7 +44,7 @@ def write(path, episodes):
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "data.py"), *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, os.path.join(ROOT, "convert.py"), *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=300)
 
 

@@ -66,7 +66,7 @@ def test_pretrain_idm_end_to_end(tmp_path_factory):
     """A tiny `pretrain.py --latents idm` run: its eval line has both sets of gate numbers, finetune.py
     --init takes its checkpoint, cca.py reports the IDM's own latents beside the policy's."""
     work = tmp_path_factory.mktemp("idm")
-    run(work, "data.py", "toy", "--image_size", "32", "--source_episodes", "20", "--target_demos", "2",
+    run(work, "convert.py", "toy", "--image_size", "32", "--source_episodes", "20", "--target_demos", "2",
         "--source_demos", "10")
     args = [*TINY_WM, "--latents", "idm", "--chunk", "4", "--idm_pairs", "2", "--wm_image_size", "0"]
     run(work, "pretrain.py", *args, "--max_steps", "0", "--out_dir", "i0")

@@ -113,7 +113,7 @@ def test_synthetic_converts_upright(official, task, tmp_path):
             np.testing.assert_array_equal(o[k], src["obs"][k].astype(np.float32))
         assert ep["instruction"] == task["language"] == "pick up the alphabet soup and place it in the basket"
         assert ep["task"] == task["name"] and ep["task_type"] == "pick"
-    r = run("data.py", "check", tmp_path / "out")
+    r = run("convert.py", "check", tmp_path / "out")
     assert "ok, 2 episodes, 8 steps, 128x128, actions [7], 1 tasks" in r.stdout, r.stdout
 
 
@@ -282,7 +282,7 @@ def test_recorded_from_simulator_converts_and_finetunes(recorded, task, tmp_path
     assert convert.check_official(path)["demos"][0]["T"] == 12
     out = tmp_path / "libero64"
     run("convert.py", "libero", "--src", path, "--out", out, "--image_size", "64")
-    run("data.py", "check", out)
+    run("convert.py", "check", out)
     (ep,) = episodes(out)
     for k, cam in (("agentview_rgb", "agentview"), ("eye_in_hand_rgb", "wrist")):
         want = np.stack([libero_sim.upright(x, 64) for x in demo["obs"][k]])  # (12, 64, 64, 3)

@@ -39,7 +39,7 @@ def refused(cwd, script, *args, says=""):
 def work(tmp_path_factory, lang_cache):
     """Tiny toy data, a finished 2-step pretraining run in pt/ and a finetuned checkpoint in ft/."""
     d = tmp_path_factory.mktemp("reliability")
-    assert run(d, "data.py", "toy", "--image_size", 32, "--source_episodes", 12, "--target_demos", 2,
+    assert run(d, "convert.py", "toy", "--image_size", 32, "--source_episodes", 12, "--target_demos", 2,
                "--source_demos", 12).returncode == 0
     assert run(d, "pretrain.py", *TINY, "--max_steps", 2, "--out_dir", "pt").returncode == 0
     assert run(d, "finetune.py", "--batch_size", 4, "--max_steps", 0, "--out_dir", "ft").returncode == 0
@@ -56,7 +56,7 @@ FLAGS = [  # (script, flags, what the line must name); each run gets a fresh --o
     ("pretrain.py", ["--cameras", "agentview,lidar"], "--cameras"),
     ("pretrain.py", ["--wm_image_size", 24], "--wm_image_size"),
     ("pretrain.py", ["--data", "bdv2"], "python convert.py bdv2 --src"),
-    ("pretrain.py", ["--data", "data/toy"], "data.py toy` folder"),
+    ("pretrain.py", ["--data", "data/toy"], "convert.py toy` folder"),
     ("finetune.py", ["--frame_skip", 0], "--frame_skip"),
     ("finetune.py", ["--aug_shift", -3], "--aug_shift"),
     ("finetune.py", ["--cameras", "agentview,wrist"], "eye_in_hand_rgb"),  # the toy demos have no wrist camera
@@ -67,8 +67,8 @@ FLAGS = [  # (script, flags, what the line must name); each run gets a fresh --o
     ("evaluate.py", ["--ckpt", "ft/ckpt.pt", "--out_dir", "ft/ckpt.pt/x"], "--out_dir"),  # found before any episode
     ("cca.py", ["--ckpt", "pt/ckpt.pt", "--batch_size", 0], "--batch_size"),
     ("cca.py", ["--ckpt", "pt/ckpt.pt", "--out_dir", "pt/ckpt.pt/x"], "--out_dir"),
-    ("data.py", ["toy", "--image_size", 24], "--image_size"),
-    ("data.py", ["toy", "--target_demos", -1], "--target_demos"),
+    ("convert.py", ["toy", "--image_size", 24], "--image_size"),
+    ("convert.py", ["toy", "--target_demos", -1], "--target_demos"),
     ("compare.py", ["--seeds", 0], "--seeds"),
     ("compare.py", ["--env", "libero_object", "--first_init", 45], "--first_init"),
     ("compare.py", ["--env", "libero_object", "--arms", "scratch,dp_wm"], "--arms"),
@@ -81,7 +81,7 @@ if not torch.cuda.is_available():
 
 @pytest.mark.parametrize("script,flags,says", FLAGS, ids=[f"{s[:-3]}{' '.join(map(str, f))}" for s, f, _ in FLAGS])
 def test_bad_flags_one_line_nothing_written(work, script, flags, says):
-    out = {"data.py": "--out", "compare.py": "--out"}.get(script, "--out_dir")
+    out = {"convert.py": "--out", "compare.py": "--out"}.get(script, "--out_dir")
     refused(work, script, *flags, *([] if out in flags else [out, "fresh"]), says=says)
     assert not (work / "fresh").exists()
 
@@ -141,9 +141,9 @@ def test_corrupt_files_one_line_naming_file_and_key(work, where):
     bad = work / f"bad_{where}.hdf5"
     _corrupt(work / "data" / "toy" / "target_demos.hdf5", bad, where)
     key = "data/demo_0/obs/agentview_rgb" if where == "chunk" else "data/demo_1"
-    refused(work, "data.py", "check", bad, says=f"{bad}: {key}")
+    refused(work, "convert.py", "check", bad, says=f"{bad}: {key}")
     # --quick reads headers only: a bad chunk passes it, a bad header does not
-    assert (run(work, "data.py", "check", "--quick", bad).returncode == 0) == (where == "chunk")
+    assert (run(work, "convert.py", "check", "--quick", bad).returncode == 0) == (where == "chunk")
     refused(work, "finetune.py", "--data", bad, "--out_dir", "fresh", says=key)
     assert not (work / "fresh").exists()
 
@@ -159,18 +159,18 @@ def test_convert_with_nothing_usable_is_an_error_not_empty_markers(tmp_path):
 
 
 def test_check_validates_every_file_of_a_toy_folder(work):
-    # the command in data.py's docstring: a toy folder is checked whole, not refused as --data would refuse it
+    # the command in convert.py's docstring: a toy folder is checked whole, not refused as --data would refuse it
     for spec in ("data/toy", "toy"):
-        r = run(work, "data.py", "check", spec)
+        r = run(work, "convert.py", "check", spec)
         assert r.returncode == 0 and r.stderr == "", r.stderr
         assert [line.split(":")[0] for line in r.stdout.splitlines()] == [
             f"data/toy/{name}.hdf5" for name in ("source_demos", "source_video", "target_demos")], r.stdout
-    line = refused(work, "data.py", "check", "data/nothing", says="data/nothing: file: expected an episode file")
+    line = refused(work, "convert.py", "check", "data/nothing", says="data/nothing: file: expected an episode file")
     assert "--data" not in line
 
 
 OUT_DIRS = [  # (script, flags that would run, the flag of its output folder)
-    ("data.py", ["toy", "--image_size", 32], "--out"),
+    ("convert.py", ["toy", "--image_size", 32], "--out"),
     ("convert.py", ["bdv2", "--src", "nowhere"], "--out"),
     ("pretrain.py", [*TINY, "--max_steps", 1], "--out_dir"),
     ("finetune.py", ["--batch_size", 4, "--max_steps", 1, "--device", "cpu"], "--out_dir"),

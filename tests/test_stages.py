@@ -2,7 +2,7 @@
 
     python -m pytest -q tests/test_stages.py
 
-Every stage runs from a fresh temporary folder whose data/toy was written by `python data.py toy`.
+Every stage runs from a fresh temporary folder whose data/toy was written by `python convert.py toy`.
 """
 import json
 import os
@@ -39,7 +39,7 @@ def work(tmp_path_factory):
     """A fresh folder with a tiny data/toy in it."""
     d = tmp_path_factory.mktemp("stages")
     # 30 videos: 3 held out, so the eval's shuffle test pairs windows of different episodes
-    run(d, "data.py", "toy", "--image_size", IMG, "--source_episodes", "30", "--target_demos", "2", "--source_demos", "12")
+    run(d, "convert.py", "toy", "--image_size", IMG, "--source_episodes", "30", "--target_demos", "2", "--source_demos", "12")
     for f in ("source_video.hdf5", "target_demos.hdf5", "source_demos.hdf5"):
         assert (d / "data" / "toy" / f).exists()
     return d

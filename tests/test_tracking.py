@@ -75,7 +75,7 @@ def offline_run(folder):
 def work(tmp_path_factory, lang_cache):
     """A fresh folder with a tiny data/toy in it."""
     d = tmp_path_factory.mktemp("tracking")
-    run(d, os.path.join(ROOT, "data.py"), "toy", "--image_size", "32", "--source_episodes", "12", "--target_demos",
+    run(d, os.path.join(ROOT, "convert.py"), "toy", "--image_size", "32", "--source_episodes", "12", "--target_demos",
         "2", "--source_demos", "12")
     return d
 
