@@ -34,8 +34,9 @@ choosing the recipe):
 
 LIBERO-Object, pre-registered before any arm ran (issue 26). All 10 tasks; BAKU small at 64 px with
 agentview and 8-d proprio (ee_states, gripper_states); the wrist camera is left out (it doubles the
-render cost and the video has none). Data, from the scripted expert (libero_expert.py), whose layouts
-are sampled by the simulator and never an evaluation init state:
+render cost and the video has none). Data, from the scripted expert (libero_expert.py; it renders only
+agentview here, which records the same actions, states and frames a quarter faster), whose layouts are
+sampled by the simulator and never an evaluation init state:
     video        --video_demos (30) successful episodes per task, layout seed 100: stage 1's video
                  (actions dropped for wm and idm; kept for sup)
     demos        --demos (5) per task, layout seed 200: the labeled demos of stage 2, and the held-out
@@ -280,7 +281,7 @@ else:
     video, demos = os.path.join(data, "video"), os.path.join(data, "demos")
     for out, n, seed in ((video, args.video_demos, 100), (demos, args.demos, 200)) if make_data else ():
         run("convert.py", "libero-expert", "--suite", "libero_object", *tasks, "--demos", n, "--seed", seed,
-            "--out", out + "_raw", "--workers", 2, done=os.path.join(out + "_raw", "DONE"))
+            "--out", out + "_raw", "--workers", 2, "--cameras", "agentview", done=os.path.join(out + "_raw", "DONE"))
         run("convert.py", "libero", "--src", out + "_raw", "--out", out, "--image_size", 64, "--cameras", "agentview",
             done=os.path.join(out, "DONE"))
     obs = ["--cameras", "agentview", "--state_keys", "ee_states,gripper_states"]  # the stage-2 policy's inputs

@@ -434,12 +434,15 @@ def convert_libero(args):
 def record_libero_expert(args):
     import libero_expert  # needs the simulator stack (requirements-libero.txt)
     tasks = None if not args.tasks else [int(t) for t in args.tasks.split(",")]
+    cameras = args.cameras.split(",")
+    if cameras[0] != "agentview" or not set(cameras) <= set(CAMERAS) or len(set(cameras)) != len(cameras):
+        fail("arguments", "--cameras", "agentview, then optionally wrist", args.cameras)
     if args.demos < 1 or args.workers < 1 or args.noise < 0 or not 0 <= args.jitter <= 1:
         fail("arguments", "--demos, --workers, --noise, --jitter", "demos, workers >= 1, noise >= 0, 0 <= jitter <= 1",
               (args.demos, args.workers, args.noise, args.jitter))
     try:
         libero_expert.generate(args.suite, args.out, demos_per_task=args.demos, task_ids=tasks, workers=args.workers,
-                        noise=args.noise, jitter=args.jitter, seed=args.seed)
+                               noise=args.noise, jitter=args.jitter, seed=args.seed, cameras=cameras)
     except ValueError as e:  # a suite or task the expert is not scripted for
         fail(args.suite, "--suite/--tasks", "a suite and tasks the scripted expert solves", e)
 
@@ -545,6 +548,8 @@ if __name__ == "__main__":
     exp.add_argument("--jitter", type=float, default=1.0, help="0..1: random waypoint offsets, speeds and gripper timings")
     exp.add_argument("--seed", type=int, default=0, help="layouts and noise are a function of (seed, task, attempt)")
     exp.add_argument("--workers", type=int, default=2, help="simulator processes (one task at a time each)")
+    exp.add_argument("--cameras", default="agentview,wrist", help="cameras rendered and recorded (agentview: a quarter "
+                     "faster, the same actions, states and agentview frames)")
     exp.set_defaults(run=record_libero_expert)
     # bad input stops with one line naming file, key and expectation, and no traceback; --out is checked
     # before any work, so a folder that cannot take the files stops a command before its first episode

@@ -355,7 +355,7 @@ def _task_file(job, tick):
     """Record one task's demos and write its file; tick(1) per kept demo. job: one task's share of
     generate()'s arguments. Returns the task's stats."""
     task, t0 = job["task"], time.time()
-    env = libero_sim.make_env(task["bddl"], cameras=("agentview", "wrist"), msaa=False)
+    env = libero_sim.make_env(task["bddl"], cameras=job["cameras"], msaa=False)
     evals = libero_sim.init_states(job["suite"], task["id"])  # (50, D): demos must not start from these
     idx = _object_qpos(env)
     demos, attempts = [], 0
@@ -388,15 +388,18 @@ def _pool_job(job):
     return _task_file(job, _TICKS.put)
 
 
-def generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=0.1, jitter=1.0, seed=0):
-    """Write <out_dir>/<task name>_demo.hdf5 per task (the official LIBERO file name and schema, both
+def generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=0.1, jitter=1.0, seed=0,
+             cameras=("agentview", "wrist")):
+    """Write <out_dir>/<task name>_demo.hdf5 per task (the official LIBERO file name and schema, the
     cameras at 128x128 in the simulator's upside-down orientation, MSAA off like evaluation) with
     demos_per_task successful expert demos from fresh layouts the simulator samples (seeds a function
     of (seed, task, attempt), none equal to an evaluation init state).
     task_ids: None = every task of the suite; workers: processes, one task at a time each;
     noise, jitter: see run_episode / plan. A task gets 2 x demos_per_task + 5 attempts; one that runs
     out of them is written with the demos it has and reported. A task whose file exists is skipped
-    (files are written atomically)."""
+    (files are written atomically). cameras: both, as official files have; ("agentview",) renders a
+    quarter faster (measured, one episode: 333 vs 452 ms/step) and records the same actions, states and
+    agentview frames bit for bit, since rendering does not touch the physics."""
     import multiprocessing
     from tqdm import tqdm
     global _TICKS
@@ -415,7 +418,7 @@ def generate(suite, out_dir, demos_per_task=20, task_ids=None, workers=2, noise=
             print(f"skip {path} (exists)")
         else:
             jobs.append({"suite": suite, "task": tasks[i], "path": path, "demos": demos_per_task, "noise": noise,
-                         "jitter": jitter, "seed": seed})
+                         "jitter": jitter, "seed": seed, "cameras": tuple(cameras)})
     stats = []
     bar = tqdm(total=len(jobs) * demos_per_task, desc=f"{suite} expert demos", unit="ep", dynamic_ncols=True)
     if workers <= 1 or len(jobs) <= 1:

@@ -12,8 +12,9 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-ARMS = ["scratch", "oracle", "sup_source", "wm_target", "wm_source", "wm_detach", "dp_scratch", "dp_wm_target",
-        "idm_source"]
+# one arm of each kind compare.py runs differently (sup_source, wm_source and wm_detach are oracle and wm_target
+# with other data or one more flag; left out for the suite's time)
+ARMS = ["scratch", "oracle", "wm_target", "dp_scratch", "dp_wm_target", "idm_source"]
 
 
 def test_compare_quick_reports_every_arm_and_gate(tmp_path):
@@ -26,9 +27,8 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
         assert 0 <= res["success"] <= 1 and res["episodes"] == 2 * 10 and "diff_vs_scratch" in res
         assert all(0 <= x <= 1 for x in res["ci95_episodes"])
     assert out["scratch"]["diff_vs_scratch"] == 0 and out["dp_scratch"]["diff_vs_scratch"] == 0
-    for arm in ("oracle", "sup_source"):
-        assert 0 <= out[arm]["zero_shot"] <= 1
-    for arm in ("wm_target", "wm_source", "wm_detach", "dp_wm_target", "idm_source"):
+    assert 0 <= out["oracle"]["zero_shot"] <= 1
+    for arm in ("wm_target", "dp_wm_target", "idm_source"):
         w = out[arm]["gate_w"]
         n = 16 if arm.startswith("dp_") else 10  # the policy's chunk: DP 16, BAKU 10
         assert {"gate_w", "swap_ratio", "shuffle_ratio", "openloop_k", "copy_k"} <= set(w) and len(w["openloop_k"]) == n
@@ -39,7 +39,7 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
         assert lat["collapsed"] == 0  # 4 steps from random: the latents still vary
     for arm in ARMS:  # the printed table names every arm, and the gate table every world-model arm
         assert f"| {arm} |" in r.stdout
-    assert r.stdout.count("| wm_") == 6 and r.stdout.count("| dp_wm_target |") == 2
+    assert r.stdout.count("| wm_target |") == 2 and r.stdout.count("| dp_wm_target |") == 2
     # the IDM arm: its own latents' gate numbers, CCA and the policy's fit to them, and the pre-registered target
     i = out["idm_source"]["idm"]
     assert len(i["idm_openloop_k"]) == 10 and {"overall", "put"} <= set(i["cca"]) and -100 < i["policy_r2"] < 1

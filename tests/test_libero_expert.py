@@ -47,6 +47,8 @@ def test_refuses_a_task_it_does_not_solve(tmp_path):
     r = cli("libero-expert", "--suite", "libero_spatial", "--tasks", "5", "--out", str(tmp_path / "x"), ok=False)
     assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: libero_spatial: --suite/--tasks")
     assert not (tmp_path / "x").exists()
+    r = cli("libero-expert", "--cameras", "wrist", "--out", str(tmp_path / "y"), ok=False)
+    assert len(r.stderr.strip().splitlines()) == 1 and "--cameras" in r.stderr and not (tmp_path / "y").exists()
 
 
 @pytest.fixture(scope="module")
