@@ -38,7 +38,7 @@ import torch
 from data import DataError, DemoWindows, check_out_dir, find_episode_files
 from idm import IDMConfig, LatentActionModel
 from policies import make_policy
-from run import CheckpointError, check_device, load_checkpoint, policy_from_checkpoint, setup_process
+from run import CheckpointError, check_flags, load_checkpoint, policy_from_checkpoint, setup_process
 
 
 def cca_fit(x, y, ridge=1e-3):
@@ -164,13 +164,7 @@ def main():
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     args = p.parse_args()
     setup_process()  # line-buffered log lines; on CPU, a warm allocator
-    for name, low in (("batch_size", 1), ("random_seeds", 0)):  # bad flags: one line, before anything runs
-        if getattr(args, name) < low:
-            sys.exit(f"error: --{name}: expected an integer >= {low}, got {getattr(args, name)}")
-    if not (np.isfinite(args.ridge) and args.ridge >= 0):
-        sys.exit(f"error: --ridge: expected a finite number >= 0, got {args.ridge}")
-    if check_device(args.device):
-        sys.exit(f"error: {check_device(args.device)}")
+    check_flags(args, (("batch_size", 1), ("random_seeds", 0)), ("ridge",))  # bad flags: one line, before anything runs
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)

@@ -40,7 +40,7 @@ from tqdm import tqdm
 import libero_sim
 import toyworld
 from data import check_out_dir, embed_instructions, unnormalize_actions
-from run import CheckpointError, check_device, load_checkpoint, policy_from_checkpoint, setup_process
+from run import CheckpointError, check_flags, load_checkpoint, policy_from_checkpoint, setup_process
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # what to evaluate
@@ -74,16 +74,7 @@ setup_process()  # line-buffered log lines; on CPU, a warm allocator
 if args.gifs is not None:  # callers written before --videos keep getting GIFs
     args.videos, args.video_format = args.gifs, "gif"
 # bad flags stop here with one line, before the checkpoint is read or any episode runs
-for name, low in (("episodes", 1), ("max_steps", 0), ("envs", 0), ("videos", 0)):
-    if getattr(args, name) < low:
-        sys.exit(f"error: --{name}: expected an integer >= {low}, got {getattr(args, name)}")
-if check_device(args.device):
-    sys.exit(f"error: {check_device(args.device)}")
-if args.wandb:  # imported only when asked for: without --wandb no wandb code is loaded
-    try:
-        import wandb
-    except ImportError:
-        sys.exit("error: --wandb: the wandb package is not installed (pip install wandb)")
+check_flags(args, (("episodes", 1), ("max_steps", 0), ("envs", 0), ("videos", 0)))
 if args.device == "auto":
     args.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 device = torch.device(args.device)
@@ -279,7 +270,7 @@ with open(tmp, "w") as f:
 os.replace(tmp, os.path.join(out_dir, "results.json"))
 
 fmt = lambda s: f"{100 * s['success_rate']:5.1f}% [{100 * s['ci95'][0]:4.1f}, {100 * s['ci95'][1]:5.1f}]"
-lines = [f"| task | family | success (Wilson 95%) | n |", "|---|---|---|---|"]
+lines = ["| task | family | success (Wilson 95%) | n |", "|---|---|---|---|"]
 lines += [f"| {r['task']} | {r['family']} | {fmt(r)} | {r['episodes']} |" for r in rows]
 totals = [*families.items(), ("overall", results["overall"])]
 lines += [f"| **{f}** | | {fmt(s)} | {s['episodes']} |" for f, s in totals]
@@ -289,6 +280,7 @@ with open(os.path.join(out_dir, "results.md"), "w") as f:  # the table, then lin
 print("\n".join(lines))
 print(f"wrote {out_dir}/results.json")
 if args.wandb:  # one wandb run per evaluation: the success rates as scalars, the per-task table, the videos
+    import wandb  # found by check_flags
     wandb.init(project=args.wandb_project, job_type="evaluate", config=vars(args), name=args.wandb_name or
                f"{os.path.basename(os.path.dirname(os.path.abspath(args.ckpt)))}/{os.path.basename(out_dir)}")
     cols = ["task", "family", "successes", "episodes", "success_rate", "ci95_low", "ci95_high"]

@@ -129,22 +129,24 @@ def fail(msg):
     sys.exit(f"error: {msg}")
 
 
-def check_flags(args, ints, floats):
-    """The flags every training stage has, and the script's own: ints as (name, lowest), floats (finite, >= 0) by
-    name; None is an unset default. Also the optimizer's bounds, --device, and wandb when --wandb is given (imported
-    only then: without --wandb no wandb code is loaded). Stops with one line (fail) at the first bad flag."""
+def check_flags(args, ints, floats=()):
+    """A script's numeric flags: ints as (name, lowest), floats (finite, >= 0) by name; None is an unset default.
+    Also, where the script has them, the optimizer's bounds (the training stages), --device, and wandb when
+    --wandb is given (imported only then: without --wandb no wandb code is loaded). Stops with one line (fail)
+    at the first bad flag."""
     for name, low in ints:
         if getattr(args, name) is not None and getattr(args, name) < low:
             fail(f"--{name}: expected an integer >= {low}, got {getattr(args, name)}")
     for name in floats:
         if not (math.isfinite(getattr(args, name)) and getattr(args, name) >= 0):
             fail(f"--{name}: expected a finite number >= 0, got {getattr(args, name)}")
-    if not (args.beta1 < 1 and args.beta2 < 1 and args.min_lr_frac <= 1 and args.grad_clip > 0):
+    if hasattr(args, "beta1") and not (args.beta1 < 1 and args.beta2 < 1 and args.min_lr_frac <= 1
+                                       and args.grad_clip > 0):
         fail(f"--beta1, --beta2: expected < 1, --min_lr_frac <= 1, --grad_clip > 0; got {args.beta1}, {args.beta2}, "
              f"{args.min_lr_frac}, {args.grad_clip}")
     if check_device(args.device):
         fail(check_device(args.device))
-    if args.wandb:
+    if getattr(args, "wandb", False):
         try:
             import wandb  # noqa: F401
         except ImportError:
