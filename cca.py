@@ -35,10 +35,10 @@ import sys
 import numpy as np
 import torch
 
-from data import DataError, DemoWindows, check_out_dir, find_episode_files
-from idm import IDMConfig, LatentActionModel
+import idm
+from data import DataError, DemoWindows, find_episode_files
 from policies import make_policy
-from run import CheckpointError, check_flags, load_checkpoint, policy_from_checkpoint, setup_process
+from run import CheckpointError, check_flags, check_out_dir, load_checkpoint, policy_from_checkpoint, setup_process
 
 
 def cca_fit(x, y, ridge=1e-3):
@@ -106,20 +106,6 @@ def collect(policy, dataset, device, batch_size):
         fams += [f for f, m in zip(batch["task_type"], mask.sum(1).tolist()) for _ in range(m)]
         eps.append(batch["episode"][:, None].expand_as(mask)[mask].numpy())  # (M,) episode of each pair
     return np.concatenate(zs), np.concatenate(acts), np.array(fams), np.concatenate(eps), np.concatenate(chunks)
-
-
-@torch.no_grad()
-def collect_idm(lam, dataset, device):
-    """The IDM's latent of every transition of every demo, z_t = IDM(o_t, o_{t+1}), paired with a_t;
-    with their task family and episode (as collect's)."""
-    zs, acts, fams, eps = [], [], [], []
-    for e, d in enumerate(dataset.episodes):  # e: the episode index DemoWindows gives its windows
-        x = dataset._frames(d, "agentview", slice(0, d["T"])).to(device).float() / 255  # (T, 3, S, S)
-        zs.append(lam.latents(x[None])[0].float().cpu().numpy())  # (T-1, d)
-        acts.append(d["norm"][:-1])  # (T-1, A): a_t drives o_t -> o_{t+1}
-        fams += [d["task_type"]] * (d["T"] - 1)
-        eps.append(np.full(d["T"] - 1, e))
-    return np.concatenate(zs), np.concatenate(acts), np.array(fams), np.concatenate(eps)
 
 
 def scores(z, a, fam, ep, args):
@@ -216,13 +202,8 @@ def main():
                     f"the instruction alone explains {100 * pre['latent_instruction_share']:.1f}% of the latent chunks' "
                     f"variance over windows (random init: {100 * mean_of('latent_instruction_share', rand):.1f}%)"))
     if ckpt["config"].get("latents") == "idm":  # the inverse-dynamics model's own latents, and random IDMs'
-        cfg = IDMConfig(**ckpt["wm_config"])
-        lams = [LatentActionModel(cfg)]
-        lams[0].load_state_dict(ckpt["world_model"])
-        for i in range(args.random_seeds):
-            torch.manual_seed(args.seed + i)
-            lams.append(LatentActionModel(cfg))
-        own = [scores(*collect_idm(lam.to(device).eval(), dataset, device), args) for lam in lams]
+        lams = idm.checkpoint_and_random(ckpt, args.random_seeds, args.seed)
+        own = [scores(*idm.demo_latents(lam.to(device).eval(), dataset, device), args) for lam in lams]
         out["idm_results"], out["idm_gate_l"] = with_random(own[0], own[1:])
         out["idm_gate_l_pass"] = all(out["idm_gate_l"].values())
         lines += [""] + table(out["idm_results"], out["idm_gate_l"], len(own) - 1, "IDM")

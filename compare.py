@@ -50,7 +50,10 @@ choosing one):
                  whose supervised probe, `python idm.py --probe`, reads the actions within 0.05 pooled R^2 of
                  the best size measured: 32 px, docs/libero.md)
     sup          supervised pretraining on the same video WITH its actions: the upper bound
-    idm          the inverse-dynamics arm (pretrain.py --latents idm), if its toy gates pass
+    idm          the inverse-dynamics arm (pretrain.py --latents idm), if its toy gates pass. They did not
+                 (results/toy_compare_idm.md, before any LIBERO unit ran): the IDM's own latents pass gate L,
+                 but the policy predicts them with R^2 0.33 and its latents fail gate L, and idm_source is
+                 -5.8 points [-16.9, 5.3] against scratch. So idm is not a default arm here (--arms adds it).
 Not run: wm with --detach_latents. BAKU small has no batch statistics (GroupNorm, LayerNorm), so a
 policy whose gradient is stopped leaves stage 1 exactly as it entered: equal to scratch by construction.
 Evaluation: init states 0..--episodes-1 (10) of every task, the same for every arm and seed. Success
@@ -63,7 +66,8 @@ Units and resuming. One unit = one arm and seed: stage 1, stage 2, evaluation, C
 unit leaves a small record, --records/<arm>_seed<s>.json (toy: --out/units; LIBERO: results/
 libero_compare/, committed), which a rerun reads instead of running the unit again: a comparison
 longer than a session continues on a fresh machine from its committed records. The tables are made
-from the records alone.
+from the records alone. Every command run is appended to --out/commands.log, and its output (progress
+bars, log lines) goes to --out/logs/<arm>_seed<s>_<stage>.log as it runs: `tail -f` one to watch a unit.
 Results: --result.json and .md (also printed; toy: --out/compare, LIBERO: results/libero_compare), and
 .png (matplotlib): success per arm with its 95% interval over seeds and the paired difference to
 scratch with its 95% interval, one column per policy. The plot of a finished comparison, from its
@@ -87,7 +91,7 @@ ENVS = {
                        "idm_target"),
                 arms="scratch,oracle,sup_source,wm_target,wm_source,wm_detach,dp_scratch,dp_wm_target", seeds=5,
                 episodes=50, pretrain_steps=1500, sup_steps=4000, ft_steps=1500, ft_lr=1e-3, helps_points=10),
-    "libero_object": dict(known=("scratch", "wm", "sup", "idm"), arms="scratch,wm,sup,idm", seeds=3, episodes=10,
+    "libero_object": dict(known=("scratch", "wm", "sup", "idm"), arms="scratch,wm,sup", seeds=3, episodes=10,
                           pretrain_steps=3000, sup_steps=3000, ft_steps=4000, ft_lr=3e-4, helps_points=5),
 }
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -239,10 +243,14 @@ def run(*cmd, done, train=False, unit=None):
     if os.path.exists(done):
         return
     log.write(" ".join(cmd[1:]) + "\n"); log.flush()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    # its output, progress bars included, to --out/logs/<run folder>.log: `tail -f` it to watch a long unit
+    out = os.path.join(args.out, "logs", os.path.relpath(os.path.dirname(done), args.out).replace(os.sep, "_") + ".log")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        r = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
     if r.returncode != 0:
-        last = (r.stderr.strip().splitlines() or [""])[-1]
-        sys.exit(f"error: `{' '.join(cmd[1:])}` failed:\n{last}")
+        last = (open(out).read().strip().replace("\r", "\n").splitlines() or [""])[-1]
+        sys.exit(f"error: `{' '.join(cmd[1:])}` failed (its output: {out}):\n{last}")
     if not os.path.exists(done):
         open(done, "w").close()
 

@@ -51,8 +51,9 @@ from PIL import Image
 from tqdm import tqdm
 
 import libero_sim
-from data import (CAMERAS, DataError, check_out_dir, demo_keys, fail, find_episode_files, open_hdf5, read_error,
-                  scan_file, write_episodes)
+from data import (CAMERAS, FORMAT_VERSION, DataError, check_demo, demo_keys, fail, find_episode_files, open_hdf5,
+                  read_error, scan_file)
+from run import check_out_dir
 
 BDV2_FPS, SSV2_FPS = 5, 12  # BridgeData v2 control rate; SSv2 native frame rate (before --frame_skip)
 BDV2_LATENCY_FIXED = "2021-07-23"  # BridgeData collected before this date has one step of camera latency
@@ -61,6 +62,48 @@ LIBERO_FPS = 20  # LIBERO's control rate
 LIBERO_LOWDIM = {"ee_states": 6, "gripper_states": 2, "joint_states": 7}  # official proprio kept: name -> width
 LIBERO_ACTION_DIM = 7  # OSC_POSE deltas (6) + gripper
 TOY_FPS = 10
+
+
+# ----------------------------------------------------------------------------------------------
+# the writer of every episode file (data.py's docstring has the layout)
+
+def write_episodes(path, episodes, source, fps):
+    """Write episodes (a list, or any iterable: it is streamed, never held whole) to one file.
+    Atomic: written to path.tmp, checked, then renamed; on any error nothing is left behind."""
+    tmp = f"{path}.tmp"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        with h5py.File(tmp, "w") as f:
+            data = f.create_group("data")
+            data.attrs.update(source=source, fps=fps, format_version=FORMAT_VERSION)
+            n = 0
+            for n, ep in enumerate(episodes, 1):
+                key, obs, actions = f"data/demo_{n - 1}", ep["obs"], ep.get("actions")
+                T = len(obs["agentview_rgb"]) if "agentview_rgb" in obs else 0
+                size = data.attrs.setdefault("image_size", obs["agentview_rgb"].shape[1] if T else 0)
+                for a in ("instruction", "task", "task_type"):
+                    if not isinstance(ep.get(a), str):
+                        fail(path, f"{key}.attrs['{a}']", "a string", repr(ep.get(a)))
+                check_demo(path, key, T, size, {k: v for k, v in obs.items() if k.endswith("_rgb")},
+                            {k: v for k, v in obs.items() if not k.endswith("_rgb")}, actions)
+                g = f.create_group(key)
+                g.attrs.update(num_samples=T, **{a: ep[a] for a in ("instruction", "task", "task_type", "seed")
+                                                 if a in ep})
+                for name, x in obs.items():
+                    # Cameras: gzip (any HDF5 tool reads it) over chunks of 8 frames: consecutive frames
+                    # are alike, so toy video shrinks ~8x, and a window decompresses only 1-3 chunks.
+                    kw = dict(chunks=(min(T, 8), *x.shape[1:]), compression="gzip", compression_opts=4)
+                    kw = kw if name.endswith("_rgb") else {}
+                    g.create_dataset(f"obs/{name}", data=x, **kw)
+                if actions is not None:
+                    g.create_dataset("actions", data=actions)
+            if n == 0:
+                fail(path, "data", "at least one episode", "none")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 class Skip(Exception):

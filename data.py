@@ -1,5 +1,5 @@
-"""Episode files: schema, atomic writer, validating reader, window datasets, samplers, action
-normalisation, instruction embeddings. Every stage imports this file; what writes the files (the toy
+"""Episode files: schema, validating reader, window datasets, samplers, action normalisation,
+instruction embeddings. Every stage imports this file; what writes the files (the atomic writer, the toy
 datasets, the converters from other formats, the scripted LIBERO expert) and checks them is convert.py:
     python convert.py toy                    # data/toy/: the three toy files below, < 1 min on one CPU core
     python convert.py check data/toy         # validate files (a file, a folder, a glob, "toy", "bdv2", "ssv2")
@@ -25,11 +25,9 @@ Toy files (python convert.py toy; toyworld.py is the simulator)
     3 source_video) uses seeds 10_000_000 * --seed + 1_000_000 * d + k, k = 0, 1, ... so no two files,
     and no file and the evaluation, share a seed. Each demo records its seed in attrs["seed"].
 """
-import errno
 import glob
 import hashlib
 import os
-import tempfile
 
 import h5py
 import numpy as np
@@ -54,9 +52,10 @@ def fail(path, key, expected, got):
     raise DataError(f"{path}: {key}: expected {expected}, got {got}")
 
 
-def _check_demo(path, key, T, size, images, lowdim, actions):
-    """The per-episode schema, shared by writer and reader. images and lowdim map obs names to numpy
-    arrays or h5py datasets (only shape and dtype are looked at); lowdim and actions are numpy."""
+def check_demo(path, key, T, size, images, lowdim, actions):
+    """The per-episode schema, shared by the writer (convert.write_episodes) and the reader. images and
+    lowdim map obs names to numpy arrays or h5py datasets (only shape and dtype are looked at); lowdim and
+    actions are numpy."""
     if "agentview_rgb" not in images:
         fail(path, f"{key}/obs/agentview_rgb", f"uint8 (T, {size}, {size}, 3)", "nothing")
     if T < 1:
@@ -75,46 +74,7 @@ def _check_demo(path, key, T, size, images, lowdim, actions):
 
 
 # ----------------------------------------------------------------------------------------------
-# writing and reading
-
-def write_episodes(path, episodes, source, fps):
-    """Write episodes (a list, or any iterable: it is streamed, never held whole) to one file.
-    Atomic: written to path.tmp, checked, then renamed; on any error nothing is left behind."""
-    tmp = f"{path}.tmp"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    try:
-        with h5py.File(tmp, "w") as f:
-            data = f.create_group("data")
-            data.attrs.update(source=source, fps=fps, format_version=FORMAT_VERSION)
-            n = 0
-            for n, ep in enumerate(episodes, 1):
-                key, obs, actions = f"data/demo_{n - 1}", ep["obs"], ep.get("actions")
-                T = len(obs["agentview_rgb"]) if "agentview_rgb" in obs else 0
-                size = data.attrs.setdefault("image_size", obs["agentview_rgb"].shape[1] if T else 0)
-                for a in ("instruction", "task", "task_type"):
-                    if not isinstance(ep.get(a), str):
-                        fail(path, f"{key}.attrs['{a}']", "a string", repr(ep.get(a)))
-                _check_demo(path, key, T, size, {k: v for k, v in obs.items() if k.endswith("_rgb")},
-                            {k: v for k, v in obs.items() if not k.endswith("_rgb")}, actions)
-                g = f.create_group(key)
-                g.attrs.update(num_samples=T, **{a: ep[a] for a in ("instruction", "task", "task_type", "seed")
-                                                 if a in ep})
-                for name, x in obs.items():
-                    # Cameras: gzip (any HDF5 tool reads it) over chunks of 8 frames: consecutive frames
-                    # are alike, so toy video shrinks ~8x, and a window decompresses only 1-3 chunks.
-                    kw = dict(chunks=(min(T, 8), *x.shape[1:]), compression="gzip", compression_opts=4)
-                    kw = kw if name.endswith("_rgb") else {}
-                    g.create_dataset(f"obs/{name}", data=x, **kw)
-                if actions is not None:
-                    g.create_dataset("actions", data=actions)
-            if n == 0:
-                fail(path, "data", "at least one episode", "none")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
+# reading
 
 def open_hdf5(path):
     """h5py.File(path, "r"), or a DataError saying why not."""
@@ -164,7 +124,7 @@ def scan_file(path):
                 lowdim = {k: v[()] for k, v in obs.items() if not k.endswith("_rgb")}
                 actions = g["actions"][()] if "actions" in g else None
                 T = int(g.attrs["num_samples"])
-                _check_demo(path, key, T, size, images, lowdim, actions)
+                check_demo(path, key, T, size, images, lowdim, actions)
                 demos.append(dict(key=key, T=T, cameras=list(images), lowdim=lowdim, actions=actions, path=path,
                                   seed=int(g.attrs.get("seed", -1)),
                                   **{a: str(g.attrs[a]) for a in ("instruction", "task", "task_type")}))
@@ -205,31 +165,6 @@ def find_episode_files(spec, role="video"):
                  "source demos would join the video; pass --data toy or its source_video.hdf5")
         out += found
     return out
-
-
-def check_out_dir(flag, path):
-    """Why the output folder given as `flag path` cannot take a script's files, or None; creates nothing.
-    Every script asks here before any work, so one fault reads the same everywhere, path as the user
-    wrote it. Writability is found by trying (a temporary file made and removed in the folder, or in the
-    nearest existing folder above it, which would have to take the new one): os.access says yes to
-    root even for a read-only mount or an immutable folder."""
-    there = path
-    while there and not os.path.exists(there):  # the nearest part of the path that exists
-        there = os.path.dirname(there)
-    there = there or "."
-    got = None
-    if not os.path.isdir(there):
-        got = "a file" if there == path else f"a path through the file {there}"
-    else:
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=".write-check-", dir=there)  # hidden, no .tmp: no run folder glob sees it
-            os.close(fd)
-            os.remove(tmp)
-        except OSError as e:  # EPERM: an immutable folder (chattr +i), EROFS: a read-only mount
-            what = ("read-only folder" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else
-                    f"folder it cannot write into ({e.strerror})")
-            got = f"a {what}" if there == path else f"a path under the {what} {there}"
-    return got and f"{flag} {path}: expected a folder this user can write, got {got}"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -39,8 +39,9 @@ from tqdm import tqdm
 
 import libero_sim
 import toyworld
-from data import check_out_dir, embed_instructions, unnormalize_actions
-from run import CheckpointError, check_flags, load_checkpoint, policy_from_checkpoint, setup_process
+from data import embed_instructions, unnormalize_actions
+from run import (CheckpointError, add_wandb_flags, check_flags, check_out_dir, load_checkpoint, policy_from_checkpoint,
+                 save_video, setup_process)
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # what to evaluate
@@ -65,10 +66,7 @@ p.add_argument("--video_format", default="mp4", choices=["mp4", "gif"],
                help="mp4 (H.264, by the ffmpeg that ships inside imageio-ffmpeg) or gif")
 p.add_argument("--gifs", type=int, default=None, help="the older spelling of --videos N --video_format gif")
 p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-p.add_argument("--wandb", action="store_true", help="also log the results and videos to Weights & Biases "
-               "(pip install wandb; offline: WANDB_MODE=offline)")
-p.add_argument("--wandb_project", default="lawm", help="wandb project")
-p.add_argument("--wandb_name", default="", help="wandb run name (default: <ckpt folder>/<out_dir folder>)")
+add_wandb_flags(p, "log the results and videos to", "<ckpt folder>/<out_dir folder>")
 args = p.parse_args()
 setup_process()  # line-buffered log lines; on CPU, a warm allocator
 if args.gifs is not None:  # callers written before --videos keep getting GIFs
@@ -224,17 +222,9 @@ rows = [{"task": task, "family": family, "instruction": ins, **rate(int(success[
          "per_episode": success[j].astype(int).tolist(), "per_episode_steps": steps[j].tolist()}
         for j, (task, family, ins, _) in enumerate(tasks)]
 videos = {}  # task index -> its video file
-for j, frames in gifs.items():
-    import imageio.v2 as imageio
-    scale = max(1, 128 // frames[0].shape[0])  # small frames upscaled so they are readable
-    big = [np.kron(f, np.ones((scale, scale, 1), np.uint8)) for f in frames]
-    fps = 20 if libero else 10  # LIBERO's control rate is 20 Hz; the toy's short episodes read better slower
-    name = f"{tasks[j][0]}_ep0_{'success' if success[j, 0] else 'fail'}.{args.video_format}"
-    videos[j] = os.path.join(out_dir, name)
-    if args.video_format == "mp4":  # H.264 through imageio-ffmpeg's own ffmpeg binary: no system ffmpeg needed
-        imageio.mimsave(videos[j], big, fps=fps)
-    else:
-        imageio.mimsave(videos[j], big, duration=1 / fps, loop=0)
+for j, frames in gifs.items():  # LIBERO's control rate is 20 Hz; the toy's short episodes read better slower
+    videos[j] = os.path.join(out_dir, f"{tasks[j][0]}_ep0_{'success' if success[j, 0] else 'fail'}.{args.video_format}")
+    save_video(videos[j], frames, fps=20 if libero else 10)
 if libero:
     tmp = os.path.join(out_dir, f"final_states.{os.getpid()}.tmp.npz")
     np.savez_compressed(tmp, **{tasks[j][0]: np.stack(list(finals[j])) for j in range(len(tasks))})  # (episodes, D) each

@@ -37,8 +37,8 @@ from tqdm import tqdm
 
 from data import CAMERAS, DataError, DemoWindows, StepBatches, find_episode_files
 from policies import POLICY_SIZES, make_policy
-from run import (CKPT_VERSION, CheckpointError, RunLog, check_flags, cosine_lr, fail, load_checkpoint, open_run,
-                 policy_from_checkpoint, save_checkpoint, setup_device, setup_process)
+from run import (CKPT_VERSION, CheckpointError, RunLog, add_wandb_flags, check_flags, cosine_lr, fail, load_checkpoint,
+                 open_run, policy_from_checkpoint, save_checkpoint, setup_device, setup_process)
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # data
@@ -76,10 +76,7 @@ p.add_argument("--eval_every", type=int, default=500, help="steps between eval-l
 p.add_argument("--log_every", type=int, default=50, help="steps between log lines")
 p.add_argument("--seed", type=int, default=0, help="seeds weights, data order and augmentation")
 p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (pip install wandb; offline: "
-               "WANDB_MODE=offline)")
-p.add_argument("--wandb_project", default="lawm", help="wandb project")
-p.add_argument("--wandb_name", default="", help="wandb run name (default: the --out_dir folder's name)")
+add_wandb_flags(p)
 args = p.parse_args()
 setup_process()  # line-buffered log lines; on CPU, a warm allocator
 

@@ -43,6 +43,7 @@ H = W image side, d latent size, C channels.
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -172,6 +173,34 @@ def idm_losses(lam, policy, frames, lang):
     return out, policy.loss({"agentview": frames[:, 0], "lang": lang}, target, mask)
 
 
+# -------------------------------------------------------------------------------------------------
+# the IDM's own latents in cca.py (a `pretrain.py --latents idm` checkpoint)
+
+def checkpoint_and_random(ckpt, n, seed):
+    """The IDM of a checkpoint, then n randomly initialised ones (seeds seed, seed+1, ..): CCA's baseline."""
+    cfg = IDMConfig(**ckpt["wm_config"])
+    lams = [LatentActionModel(cfg)]
+    lams[0].load_state_dict(ckpt["world_model"])
+    for k in range(n):
+        torch.manual_seed(seed + k)
+        lams.append(LatentActionModel(cfg))
+    return lams
+
+
+@torch.no_grad()
+def demo_latents(lam, dataset, device):
+    """The IDM's latent of every transition of every demo of a data.DemoWindows, z_t = IDM(o_t, o_{t+1}),
+    paired with a_t; with their task family and episode (as cca.collect's)."""
+    zs, acts, fams, eps = [], [], [], []
+    for e, d in enumerate(dataset.episodes):  # e: the episode index DemoWindows gives its windows
+        x = dataset._frames(d, "agentview", slice(0, d["T"])).to(device).float() / 255  # (T, 3, S, S)
+        zs.append(lam.latents(x[None])[0].float().cpu().numpy())  # (T-1, d)
+        acts.append(d["norm"][:-1])  # (T-1, A): a_t drives o_t -> o_{t+1}
+        fams += [d["task_type"]] * (d["T"] - 1)
+        eps.append(np.full(d["T"] - 1, e))
+    return np.concatenate(zs), np.concatenate(acts), np.array(fams), np.concatenate(eps)
+
+
 @torch.no_grad()
 def r2(model, pairs, size):
     """R^2 = 1 - SSE / SST of the model's predictions on (o_t, o_{t+1}, a_t) triples, per action dimension
@@ -192,7 +221,6 @@ def probe(args):
     """Can the action be read from a frame pair at this size? A supervised IDM per size, trained on 80% of
     the episodes (o_t, o_{t+1} -> a_t, normalised to [-1, 1]), scored on the other 20%: the ceiling for any
     latent action model at that size."""
-    import numpy as np
     from data import DemoWindows, find_episode_files
     ds = DemoWindows(find_episode_files(args.data, role="demos"), chunk=1)
     test = np.random.default_rng(0).permutation(len(ds.episodes))[:max(1, len(ds.episodes) // 5)]

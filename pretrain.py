@@ -53,8 +53,8 @@ from data import CAMERAS, DataError, MixtureBatches, PretrainWindows, StepBatche
 from idm import IDMConfig, LatentActionModel, idm_losses
 from policies import POLICY_SIZES, make_policy
 from rssm import PRESETS, WorldModel, WorldModelConfig
-from run import (CKPT_VERSION, CheckpointError, RunLog, check_flags, cosine_lr, fail, load_checkpoint, open_run,
-                 save_checkpoint, setup_device, setup_process)
+from run import (CKPT_VERSION, CheckpointError, RunLog, add_wandb_flags, check_flags, cosine_lr, fail, load_checkpoint,
+                 open_run, save_checkpoint, setup_device, setup_process)
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # data
@@ -113,10 +113,7 @@ p.add_argument("--eval_every", type=int, default=500, help="steps between rollou
 p.add_argument("--log_every", type=int, default=50, help="steps between log lines")
 p.add_argument("--seed", type=int, default=0, help="seeds weights, data order and sampling")
 p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (pip install wandb; offline: "
-               "WANDB_MODE=offline)")
-p.add_argument("--wandb_project", default="lawm", help="wandb project")
-p.add_argument("--wandb_name", default="", help="wandb run name (default: the --out_dir folder's name)")
+add_wandb_flags(p)
 args = p.parse_args()
 if args.wm_image_size is None:
     args.wm_image_size = 64 if args.latents == "idm" else 32

@@ -8,26 +8,31 @@
     log = RunLog(config, "pretrain", step0, master)   # once the inputs are checked: make, lock, clear; log.jsonl
     save_checkpoint(path, dict(...)); ckpt = load_checkpoint(path, kind="finetune")
     lr = cosine_lr(step, args)                        # the learning-rate schedule of both training stages
+    why = check_out_dir("--out_dir", path)            # None, or why a script's output folder cannot take files
+    add_wandb_flags(p); save_video(path, frames, fps)  # the wandb flags; an MP4 or GIF of uint8 frames
 
 A run folder holding a run is refused unless --resume or --overwrite; one process at a time holds it
 (flock, released by the kernel even on kill -9). A checkpoint is one dict of plain values and tensors,
 written atomically and read with torch.load(weights_only=True). Every failure is a CheckpointError
 whose message is one line naming the file or flag.
 """
+import errno
 import fcntl
 import glob
+import importlib
 import json
 import math
 import os
 import sys
+import tempfile
 import warnings
 from contextlib import nullcontext
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from data import check_out_dir
 from policies import make_policy
 
 
@@ -148,7 +153,7 @@ def check_flags(args, ints, floats=()):
         fail(check_device(args.device))
     if getattr(args, "wandb", False):
         try:
-            import wandb  # noqa: F401
+            importlib.import_module("wandb")
         except ImportError:
             fail("--wandb: the wandb package is not installed (pip install wandb)")
 
@@ -202,6 +207,31 @@ def check_device(name):
 # a run, what evaluate/cca add by default, and the wandb run id --resume continues
 RUN_FILES = ("ckpt.pt", "log.jsonl", "rollout_*.png", "eval_*", "cca", "wandb_id.txt")
 _LOCKS = {}  # folder -> the open descriptor that holds its lock until this process exits
+
+
+def check_out_dir(flag, path):
+    """Why the output folder given as `flag path` cannot take a script's files, or None; creates nothing.
+    Every script asks here before any work, so one fault reads the same everywhere, path as the user
+    wrote it. Writability is found by trying (a temporary file made and removed in the folder, or in the
+    nearest existing folder above it, which would have to take the new one): os.access says yes to
+    root even for a read-only mount or an immutable folder."""
+    there = path
+    while there and not os.path.exists(there):  # the nearest part of the path that exists
+        there = os.path.dirname(there)
+    there = there or "."
+    got = None
+    if not os.path.isdir(there):
+        got = "a file" if there == path else f"a path through the file {there}"
+    else:
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".write-check-", dir=there)  # hidden, no .tmp: no run folder glob sees it
+            os.close(fd)
+            os.remove(tmp)
+        except OSError as e:  # EPERM: an immutable folder (chattr +i), EROFS: a read-only mount
+            what = ("read-only folder" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else
+                    f"folder it cannot write into ({e.strerror})")
+            got = f"a {what}" if there == path else f"a path under the {what} {there}"
+    return got and f"{flag} {path}: expected a folder this user can write, got {got}"
 
 
 def claim_run_dir(out_dir, resume, overwrite, create=False):
@@ -307,6 +337,26 @@ def resumed_log(out_dir, step):
         f.writelines(line + "\n" for line in keep)
     os.replace(tmp, path)
     return have
+
+
+def save_video(path, frames, fps):
+    """frames (uint8 (H, W, 3) each) -> path: an MP4 (H.264, by the ffmpeg inside imageio-ffmpeg: no system
+    ffmpeg needed) or, for a .gif path, a looping GIF. Small frames are scaled up by a whole factor to >= 128 px."""
+    import imageio.v2 as imageio  # loaded only by a run that writes a video
+    scale = max(1, 128 // frames[0].shape[0])
+    big = [np.kron(f, np.ones((scale, scale, 1), np.uint8)) for f in frames]  # (scale H, scale W, 3) each
+    if path.endswith(".gif"):
+        imageio.mimsave(path, big, duration=1 / fps, loop=0)
+    else:
+        imageio.mimsave(path, big, fps=fps)
+
+
+def add_wandb_flags(p, what="log to", name="the --out_dir folder's name"):
+    """--wandb, --wandb_project, --wandb_name: the same three flags in every script that can log to wandb."""
+    p.add_argument("--wandb", action="store_true", help=f"also {what} Weights & Biases (pip install wandb; offline: "
+                   "WANDB_MODE=offline)")
+    p.add_argument("--wandb_project", default="lawm", help="wandb project")
+    p.add_argument("--wandb_name", default="", help=f"wandb run name (default: {name})")
 
 
 def start_wandb(config, job_type):

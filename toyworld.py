@@ -388,7 +388,7 @@ def rollout_expert(task, seed, domain="target", image_size=64, noise=EXPERT_NOIS
 
 
 def expert_episodes(domain, seed0, counts, labeled, image_size, min_steps, tally):
-    """Expert episodes as data.write_episodes takes them (`python convert.py toy`), counts[task] per task, seeds
+    """Expert episodes as convert.write_episodes takes them (`python convert.py toy`), counts[task] per task, seeds
     seed0, seed0+1, ... Labeled demos keep only successful episodes (and record actions and state); video
     keeps every episode, like real video. tally: a dict whose "tries" and "kept" are counted up."""
     need, k = dict(counts), 0

@@ -35,7 +35,7 @@ def lang_cache(tmp_path_factory):
 
 
 def read_episodes(path):
-    """Every episode of a file, validated, as the dicts data.write_episodes takes."""
+    """Every episode of a file, validated, as the dicts convert.write_episodes takes."""
     import h5py
     import data
     out, demos = [], data.scan_file(path)[1]  # validates first: a bad file fails with one line

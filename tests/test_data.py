@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import convert
 import data
 from conftest import read_episodes
 
@@ -39,7 +40,7 @@ def episode(T, instruction=TEXTS[0], actions=True, wrist=False, task_type="take"
 
 
 def write(path, episodes):
-    data.write_episodes(str(path), episodes, "toy", 10)
+    convert.write_episodes(str(path), episodes, "toy", 10)
     return str(path)
 
 
@@ -81,19 +82,19 @@ def test_failed_write_leaves_nothing(tmp_path):
         raise RuntimeError("converter crashed mid-write")
 
     with pytest.raises(RuntimeError):
-        data.write_episodes(str(path), crashing(), "toy", 10)
+        convert.write_episodes(str(path), crashing(), "toy", 10)
     assert os.listdir(tmp_path) == []
     bad = episode(5)
     bad["obs"]["agentview_rgb"] = bad["obs"]["agentview_rgb"].astype(np.float32)
     with pytest.raises(data.DataError, match="demo_1/obs/agentview_rgb: expected uint8"):
-        data.write_episodes(str(path), [episode(5), bad], "toy", 10)
+        convert.write_episodes(str(path), [episode(5), bad], "toy", 10)
     with pytest.raises(data.DataError, match="data: expected at least one episode"):
-        data.write_episodes(str(path), [], "toy", 10)
+        convert.write_episodes(str(path), [], "toy", 10)
     assert os.listdir(tmp_path) == []
     # a failed rewrite keeps the old complete file
     write(path, [episode(4)])
     with pytest.raises(RuntimeError):
-        data.write_episodes(str(path), crashing(), "toy", 10)
+        convert.write_episodes(str(path), crashing(), "toy", 10)
     assert os.listdir(tmp_path) == ["a.hdf5"] and len(read_episodes(str(path))) == 1
 
 

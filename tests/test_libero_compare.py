@@ -10,7 +10,7 @@ from conftest import ROOT, require_libero
 
 require_libero()
 
-ARMS = ["scratch", "wm", "idm"]  # sup: finetune.py and evaluate.py with the same flags; left out for time
+ARMS = ["scratch", "wm", "sup"]  # the default arms (idm runs the stages wm runs; its own path is tested on the toy)
 
 
 def test_libero_compare_quick_every_arm_records_and_resume(tmp_path):
@@ -25,14 +25,13 @@ def test_libero_compare_quick_every_arm_records_and_resume(tmp_path):
     for arm in ARMS:  # task 0, one episode from init state 0, one seed
         assert out[arm]["episodes"] == 1 and list(out[arm]["tasks"]) == [
             "pick_up_the_alphabet_soup_and_place_it_in_the_basket"]
-    assert "zero_shot" not in out["wm"]
-    for arm in ("wm", "idm"):
-        assert len(out[arm]["gate_w"]["openloop_k"]) == 10 and "pick" in out[arm]["cca"]
-    assert "policy_r2" in out["idm"]["idm"]
-    # stage 1 builds the stage-2 policy (agentview + 8-d proprio, 7-d actions); its world model sees 32 px;
-    # every arm is evaluated from the same init states
+    assert "zero_shot" not in out["wm"] and "zero_shot" in out["sup"]  # sup: its policy also before stage 2
+    assert len(out["wm"]["gate_w"]["openloop_k"]) == 10 and "pick" in out["wm"]["cca"]
+    # stage 1 builds the stage-2 policy (agentview + 8-d proprio, 7-d actions); its world model sees 32 px; sup
+    # trains the same policy on the same video with its actions; every arm is evaluated from the same init states
     cmds = {arm: json.load(open(tmp_path / "cmp" / "units" / f"{arm}_seed0.json"))["commands"] for arm in ARMS}
-    assert "--state_dim 8 --latent_dim 7 --wm_image_size 32" in cmds["wm"][0] and "--latents idm" in cmds["idm"][0]
+    assert "--state_dim 8 --latent_dim 7 --wm_image_size 32" in cmds["wm"][0]
+    assert cmds["sup"][0].split()[1] == "finetune.py" and "video --cameras agentview --state_keys" in cmds["sup"][0]
     for arm in ARMS:
         assert any(c.split()[1] == "evaluate.py" and "--first_init 0" in c for c in cmds[arm])
     assert "| pick_up_the_alphabet_soup_and_place_it_in_the_basket |" in r.stdout

@@ -11,7 +11,7 @@ from conftest import ROOT, require_libero
 
 require_libero()
 
-import data  # noqa: E402
+import convert  # noqa: E402
 import libero_sim  # noqa: E402
 
 TASK = "pick_up_the_alphabet_soup_and_place_it_in_the_basket"  # libero_object task 0
@@ -38,7 +38,7 @@ def ckpt(tmp_path_factory):
                   "joint_states": rng.normal(size=(T, 7)).astype(np.float32)},
           "actions": rng.uniform(-1, 1, (T, 7)).astype(np.float32),
           "instruction": "pick up the alphabet soup and place it in the basket", "task": TASK, "task_type": "pick"}
-    data.write_episodes(str(d / "demos.hdf5"), [ep], "libero", 20)
+    convert.write_episodes(str(d / "demos.hdf5"), [ep], "libero", 20)
     run("finetune.py", "--data", str(d / "demos.hdf5"), "--cameras", "agentview,wrist",
         "--state_keys", "ee_states,gripper_states,joint_states", "--policy_size", "small", "--max_steps", "2",
         "--batch_size", "4", "--eval_every", "2", "--out_dir", str(d / "ft"))
