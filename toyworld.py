@@ -184,7 +184,7 @@ class ToyEnv:
 
     def _set_look(self, look, rng):
         """Build the per-look sprites (blocks, embodiment) and the background table."""
-        S, u, v = self.S, self._u, self._v
+        S, u = self.S, self._u
         self.look, bw = look, max(0.016, 1.0 / S)
         outer = lambda u, v: _box(u, v, 0, 0, BLOCK, BLOCK)  # a darker rim keeps the block's shape on any table
         inner = lambda u, v: _box(u, v, 0, 0, BLOCK - bw, BLOCK - bw)

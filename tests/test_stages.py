@@ -284,7 +284,7 @@ def test_resume_matches_uninterrupted_run(work, script):
     i = next((i for i, r in enumerate(rows) if "eval" in json.loads(r) and json.loads(r)["step"] == saved), len(rows))
     (part / "log.jsonl").write_text("".join(r + "\n" for r in rows[:i]) + '{"step": ' + str(saved))
     r = run(work, script, *args, "--out_dir", f"part_{script}", "--resume")
-    assert f"resumed" in r.stdout + r.stderr
+    assert "resumed" in r.stdout + r.stderr
     a, b = load(work / f"full_{script}" / "ckpt.pt"), load(part / "ckpt.pt")
     assert a["step"] == b["step"] == 16
     for key in ("policy", "world_model") if script == "pretrain.py" else ("policy",):
