@@ -85,7 +85,7 @@ def write_episodes(path, episodes, source, fps):
                     if not isinstance(ep.get(a), str):
                         fail(path, f"{key}.attrs['{a}']", "a string", repr(ep.get(a)))
                 check_demo(path, key, T, size, {k: v for k, v in obs.items() if k.endswith("_rgb")},
-                            {k: v for k, v in obs.items() if not k.endswith("_rgb")}, actions)
+                           {k: v for k, v in obs.items() if not k.endswith("_rgb")}, actions)
                 g = f.create_group(key)
                 g.attrs.update(num_samples=T, **{a: ep[a] for a in ("instruction", "task", "task_type", "seed")
                                                  if a in ep})

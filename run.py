@@ -9,7 +9,8 @@
     save_checkpoint(path, dict(...)); ckpt = load_checkpoint(path, kind="finetune")
     lr = cosine_lr(step, args)                        # the learning-rate schedule of both training stages
     why = check_out_dir("--out_dir", path)            # None, or why a script's output folder cannot take files
-    add_wandb_flags(p); save_video(path, frames, fps)  # the wandb flags; an MP4 or GIF of uint8 frames
+    add_wandb_flags(p)                                # --wandb, --wandb_project, --wandb_name
+    save_video(path, frames, fps)                     # an MP4 (or .gif) of uint8 frames
 
 A run folder holding a run is refused unless --resume or --overwrite; one process at a time holds it
 (flock, released by the kernel even on kill -9). A checkpoint is one dict of plain values and tensors,
