@@ -59,6 +59,10 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     # a rerun reads the records and runs nothing, even where the run folders are gone (a fresh machine);
     # with planted success rates (the quick runs all score 0) it pairs each arm with its policy's scratch arm
     log = (tmp_path / "cmp" / "commands.log").read_text()
+    logs = tmp_path / "cmp" / "logs"  # each command's output, one file per run folder, to tail -f
+    assert len(list(logs.iterdir())) == len(log.splitlines())
+    assert "pretrain:" in (logs / "wm_target_seed0_pre.log").read_text()  # its progress bar
+    assert "| overall |" in (logs / "wm_target_seed0_ft_eval.log").read_text()
     for arm in ARMS + ["data"]:
         shutil.rmtree(tmp_path / "cmp" / arm)
     for arm, rate in (("scratch", 0.1), ("wm_target", 0.15), ("dp_scratch", 0.5), ("dp_wm_target", 0.3)):
@@ -72,3 +76,19 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     assert abs(out["wm_target"]["diff_vs_scratch"] - 0.05) < 1e-9
     assert abs(out["dp_wm_target"]["diff_vs_scratch"] + 0.2) < 1e-9
 
+
+
+def test_compare_stops_on_a_failed_run_naming_it_and_its_output(tmp_path):
+    # the data step done (its marker present) but the demos missing: stage 2 fails, and so does compare.py, with
+    # the command, where its whole output is and its last line
+    for d in ("toy", "target50"):
+        os.makedirs(tmp_path / "cmp" / "data" / d)
+        (tmp_path / "cmp" / "data" / d / "source_video.hdf5").write_text("")
+    cmd = [sys.executable, os.path.join(ROOT, "compare.py"), "--quick", "--out", "cmp", "--arms", "scratch"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    out = os.path.join("cmp", "logs", "scratch_seed0_ft.log")
+    assert r.returncode == 1 and f"finetune.py --data cmp/data/toy/target_demos.hdf5" in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert f"failed (its output: {out})" in r.stderr and last.startswith("error:") and "target_demos.hdf5" in last
+    assert last in (tmp_path / out).read_text()
+    assert not os.path.exists(tmp_path / "cmp" / "units" / "scratch_seed0.json")  # no record of a failed unit
