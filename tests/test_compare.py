@@ -62,7 +62,7 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     logs = tmp_path / "cmp" / "logs"  # each command's output, one file per run folder, to tail -f
     assert len(list(logs.iterdir())) == len(log.splitlines())
     assert "pretrain:" in (logs / "wm_target_seed0_pre.log").read_text()  # its progress bar
-    assert "| overall |" in (logs / "wm_target_seed0_ft_eval.log").read_text()
+    assert "| **overall** |" in (logs / "wm_target_seed0_ft_eval.log").read_text()  # its table
     for arm in ARMS + ["data"]:
         shutil.rmtree(tmp_path / "cmp" / arm)
     for arm, rate in (("scratch", 0.1), ("wm_target", 0.15), ("dp_scratch", 0.5), ("dp_wm_target", 0.3)):
