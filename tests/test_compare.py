@@ -77,7 +77,6 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     assert abs(out["dp_wm_target"]["diff_vs_scratch"] + 0.2) < 1e-9
 
 
-
 def test_compare_stops_on_a_failed_run_naming_it_and_its_output(tmp_path):
     # the data step done (its marker present) but the demos missing: stage 2 fails, and so does compare.py, with
     # the command, where its whole output is and its last line
@@ -87,7 +86,7 @@ def test_compare_stops_on_a_failed_run_naming_it_and_its_output(tmp_path):
     cmd = [sys.executable, os.path.join(ROOT, "compare.py"), "--quick", "--out", "cmp", "--arms", "scratch"]
     r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     out = os.path.join("cmp", "logs", "scratch_seed0_ft.log")
-    assert r.returncode == 1 and f"finetune.py --data cmp/data/toy/target_demos.hdf5" in r.stderr
+    assert r.returncode == 1 and "finetune.py --data cmp/data/toy/target_demos.hdf5" in r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert f"failed (its output: {out})" in r.stderr and last.startswith("error:") and "target_demos.hdf5" in last
     assert last in (tmp_path / out).read_text()
