@@ -96,8 +96,8 @@ ENVS = {
 }
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--env", default="toy", choices=list(ENVS), help="toy world or the LIBERO simulator")
-p.add_argument("--quick", action="store_true", help="tiny budgets, 2 episodes per task (LIBERO: task 0, 1 episode), "
-               "1 seed unless --seeds: a pipeline check")
+p.add_argument("--quick", action="store_true", help="tiny budgets, 2 episodes per task (LIBERO: task 0, 1 episode, "
+               "one expert recording as both video and demos), 1 seed unless --seeds: a pipeline check")
 p.add_argument("--seeds", type=int, default=None, help="seeds per arm (pretraining and stage-2 seed; toy 5, LIBERO 3)")
 p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per task (toy 50, LIBERO 10)")
 p.add_argument("--eval_seed", type=int, default=0, help="toy: first seed of the evaluation episodes")
@@ -286,8 +286,17 @@ if not libero:
 else:
     # the scripted expert's video and labeled demos (official schema), then episode files at 64 px
     tasks = ["--tasks", "0"] if args.quick else []
+    if make_data:  # the headless GL backend probed once: every stage inherits MUJOCO_GL instead of probing again
+        import libero_sim
+        try:
+            env["MUJOCO_GL"] = libero_sim.setup_rendering()
+        except RuntimeError as e:
+            sys.exit(f"error: {e}")
     video, demos = os.path.join(data, "video"), os.path.join(data, "demos")
-    for out, n, seed in ((video, args.video_demos, 100), (demos, args.demos, 200)) if make_data else ():
+    if args.quick:  # one recording serves as both: --quick checks the pipeline, and the expert is most of its time
+        demos = video
+    recordings = [(video, args.video_demos, 100)] + ([] if args.quick else [(demos, args.demos, 200)])
+    for out, n, seed in recordings if make_data else ():
         run("convert.py", "libero-expert", "--suite", "libero_object", *tasks, "--demos", n, "--seed", seed,
             "--out", out + "_raw", "--workers", 2, "--cameras", "agentview", done=os.path.join(out + "_raw", "DONE"))
         run("convert.py", "libero", "--src", out + "_raw", "--out", out, "--image_size", 64, "--cameras", "agentview",

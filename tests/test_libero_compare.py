@@ -15,7 +15,7 @@ ARMS = ["scratch", "wm", "sup"]  # the default arms (idm runs the stages wm runs
 
 def test_libero_compare_quick_every_arm_records_and_resume(tmp_path):
     cmd = [sys.executable, os.path.join(ROOT, "compare.py"), "--env", "libero_object", "--quick", "--out", "cmp",
-           "--arms", ",".join(ARMS)]
+           "--arms", ",".join(ARMS), "--jobs", "2"]  # two units at once, as the real run
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
@@ -38,6 +38,7 @@ def test_libero_compare_quick_every_arm_records_and_resume(tmp_path):
     assert not os.path.exists(os.path.join(tmp_path, "results"))  # --quick never writes the repository's results/
     # a fresh machine: the runs are gone, the records stay; the rerun runs nothing and prints the same table
     log = (tmp_path / "cmp" / "commands.log").read_text()
+    assert log.count("libero-expert") == 1  # --quick: one recording is both the video and the demos
     for arm in ARMS + ["data"]:  # the expert data too: nothing is recorded again
         shutil.rmtree(tmp_path / "cmp" / arm)
     r2 = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

@@ -109,7 +109,7 @@ def test_module_demos_and_bench_libero_group(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--only", "libero", "--iters", "1", "--out", "b.json"], **cwd)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.load(open(tmp_path / "b.json"))
-    for path in ("fast", "default"):
+    for path in ("fast", "wrist", "default"):
         assert res[f"libero_{path}_1proc_steps_per_s"] > 0 and res[f"libero_{path}_2proc_steps_per_s"] > 0
         assert res[f"libero_object_10x10_eval_{path}_2proc_min_upper_bound"] > 0
 
