@@ -338,7 +338,7 @@ def unit(key):
         "--body_lr_scale", args.body_lr_scale, "--out_dir", os.path.join(d, "ft"), *tiny,
         done=os.path.join(d, "ft", "DONE"), train=True, unit=cmds)
     evaluate(os.path.join(d, "ft"), 1 if s == 0 else 0, cmds)
-    if latent_arm(arm):  # CCA on labeled episodes stage 1 never saw
+    if latent_arm(arm):  # CCA on labeled episodes stage 1 never saw (LIBERO --quick: its own video)
         run("cca.py", "--ckpt", os.path.join(d, "pre", "ckpt.pt"), "--data", cca_data, "--out_dir",
             os.path.join(d, "cca"), done=os.path.join(d, "cca", "cca.json"), unit=cmds)
     # the record: what the tables need, small enough to commit
