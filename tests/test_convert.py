@@ -9,6 +9,7 @@ state at step t is (10 t, ...), so any misalignment of frames, actions and state
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -113,7 +114,8 @@ def test_bdv2_kill_and_rerun_equals_one_run(bridge, tmp_path):
     p.wait()
     assert len(os.listdir(whole)) == 5  # 3 shards + 2 .empty markers (every input of the shard skipped)
     r = run_convert("bdv2", "--src", bridge, "--out", str(part), "--image_size", str(S), "--min_frames", "2", "--shard_size", "1")
-    assert "already there" in r.stdout
+    done_now, there = map(int, re.search(r"(\d+) of 5 shards done now \((\d+) already there\)", r.stdout).groups())
+    assert done_now >= 1 and there >= 1 and done_now + there == 5, r.stdout  # the kill left work to resume
     assert sorted(n for n in os.listdir(part)) == sorted(os.listdir(whole))  # no .tmp left behind
     a, b = episodes(whole), episodes(part)
     assert len(a) == len(b) == 3

@@ -60,6 +60,7 @@ def test_each_loss_reaches_only_its_own_model(kind):
     assert all(g is None for g in grads(policy)), "the forward model's loss must not reach the policy"
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in lam.idm.parameters()), \
         "every IDM tensor must learn from the forward model's loss"
+    assert lam.fm.up[-1].weight.grad.abs().sum() > 0, "and the forward model too"
 
 
 def test_pretrain_idm_end_to_end(tmp_path_factory):
@@ -94,7 +95,10 @@ def test_pretrain_idm_end_to_end(tmp_path_factory):
     out = run(work, "cca.py", "--ckpt", str(work / "i" / "ckpt.pt"), "--random_seeds", "1").stdout
     assert "held-out CCA IDM" in out and "held-out CCA pretrained" in out
     res = json.load(open(work / "i" / "cca" / "cca.json"))
-    assert set(res["idm_results"]) == set(res["results"]) and isinstance(res["idm_gate_l_pass"], bool)
+    assert set(res["idm_results"]) == set(res["results"]) and res["idm_gate_l_pass"] == all(res["idm_gate_l"].values())
+    for g, r in res["idm_results"].items():  # the IDM's own gate L, by the same rule as the policy's
+        if g != "overall":
+            assert res["idm_gate_l"][g] == (r["heldout"] >= 0.6 and r["heldout"] >= r["random_heldout"] + 0.3)
     # the supervised probe: a table row per frame size, R^2 per action dimension and pooled
     out = run(work, "idm.py", "--probe", "--data", "data/toy/source_demos.hdf5", "--sizes", "16,32", "--steps", "3").stdout
     rows = [l for l in out.splitlines() if l.startswith(("| 16 |", "| 32 |"))]
