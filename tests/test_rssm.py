@@ -1,9 +1,8 @@
 """Tests of the world model (rssm.py). Run: OMP_NUM_THREADS=1 python -m pytest tests/test_rssm.py -q
 
-All on CPU except the bf16 autocast test, which needs CUDA. The training test uses toy-world windows
+All on CPU (the bf16 autocast test also on CUDA where there is one). The training test uses toy-world windows
 when toyworld.py is importable, else synthetic moving squares.
 """
-
 import pytest
 import torch
 from torch.distributions import Independent, OneHotCategorical, kl_divergence
@@ -62,8 +61,12 @@ def test_action_k_drives_frame_k_to_k_plus_1():
     assert not torch.allclose(a["deter"][:, 3], b["deter"][:, 3])  # frame 3 moves
 
 
+def dist(logp):
+    """(..., S, K) log-probs -> torch's distribution of S independent categoricals per step."""
+    return Independent(OneHotCategorical(logits=logp), 1)
+
+
 def reference_kl(post, prior, free):
-    dist = lambda logp: Independent(OneHotCategorical(logits=logp), 1)  # S categoricals per step
     dyn = kl_divergence(dist(post.detach()), dist(prior))
     rep = kl_divergence(dist(post), dist(prior.detach()))
     free = torch.tensor(free)
@@ -75,7 +78,7 @@ def test_kl_balance_matches_torch_distributions_values_and_gradients():
     post_raw = torch.randn(64, 4, 8, generator=g).requires_grad_()  # leaves: raw logits, 64 steps, S=4, K=8
     prior_raw = torch.randn(64, 4, 8, generator=g).requires_grad_()
     post, prior = post_raw.log_softmax(-1), prior_raw.log_softmax(-1)
-    kls = kl_divergence(Independent(OneHotCategorical(logits=post), 1), Independent(OneHotCategorical(logits=prior), 1))
+    kls = kl_divergence(dist(post), dist(prior))
     free = kls.sort().values[31:33].mean().item()  # half the steps clamped, none exactly at the floor
     dyn, rep, kl = rssm.kl_balance(post, prior, free)
     ref_dyn, ref_rep = reference_kl(post, prior, free)
@@ -107,7 +110,6 @@ def test_loss_equals_reference_built_from_observe():
     torch.testing.assert_close(out.metrics["recon"], recon.mean())
     torch.testing.assert_close(out.metrics["kl_dyn"], cfg.dyn_scale * dyn.mean())
     torch.testing.assert_close(out.metrics["kl_rep"], cfg.rep_scale * rep.mean())
-    dist = lambda logp: Independent(OneHotCategorical(logits=logp), 1)
     kl = kl_divergence(dist(st["post"]), dist(st["prior"]))  # (B, T+1) raw, unclamped
     torch.testing.assert_close(out.metrics["kl"], kl.mean())
     torch.testing.assert_close(out.metrics["kl_floor"], (kl[:, 1:] <= cfg.free_nats).float().mean())

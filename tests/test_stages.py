@@ -220,11 +220,15 @@ import toyworld
 
 
 class ExpertEnvs(toyworld.ToyEnvs):  # evaluate.py's toy envs, each step taken by the scripted expert instead
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.experts = {}
+
     def send(self, i, *msg):
         if msg[0] == "reset":
             super().send(i, *msg)  # seed self.seed + episode, as rollout_expert's env and noise below
-            self.experts = {**getattr(self, "experts", {}), i: toyworld.Expert(
-                self.envs[i], toyworld.EXPERT_NOISE, np.random.default_rng([self.seed + msg[3], 2]))}
+            rng = np.random.default_rng([self.seed + msg[3], 2])
+            self.experts[i] = toyworld.Expert(self.envs[i], toyworld.EXPERT_NOISE, rng)
         else:
             super().send(i, "step", self.experts[i].act())
 
@@ -243,9 +247,9 @@ def test_evaluate_counts_successes_and_steps(work):
     run(work, "finetune.py", "--max_steps", "0", "--out_dir", "ft_exp", "--device", "cpu")
     (work / "expert_evaluate.py").write_text(EXPERT_EVALUATE)
     tasks, episodes, seed = _two_tasks(), 3, 5
-    r = subprocess.run([sys.executable, str(work / "expert_evaluate.py"), os.path.join(ROOT, "evaluate.py"), "--ckpt", "ft_exp/ckpt.pt", "--episodes",
-                        str(episodes), "--tasks", ",".join(tasks), "--seed", str(seed), "--envs", "2", "--gifs", "1",
-                        "--device", "cpu"], cwd=work, env=dict(ENV, PYTHONPATH=f"{ROOT}{os.pathsep}{work}"),
+    r = subprocess.run([sys.executable, str(work / "expert_evaluate.py"), os.path.join(ROOT, "evaluate.py"),
+                        "--ckpt", "ft_exp/ckpt.pt", "--episodes", str(episodes), "--tasks", ",".join(tasks), "--seed",
+                        str(seed), "--envs", "2", "--gifs", "1", "--device", "cpu"], cwd=work, env=dict(ENV, PYTHONPATH=f"{ROOT}{os.pathsep}{work}"),
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.load(open(work / "ft_exp" / "eval_toy" / "results.json"))
