@@ -138,14 +138,18 @@ class Decoder(nn.Module):
 
     def __init__(self, feat, depth, image_size, context, hidden):
         super().__init__()
-        widths = conv_widths(depth, image_size)[::-1] + [5 if context else 3]  # e.g. [32, 16, 8, 4, 5]
+        skips = conv_widths(depth, image_size)[::-1]  # frame t's map widths, 4 px first: e.g. [32, 16, 8, 4]
+        # the stage that works at 64 px (128 px models only) at half width: it holds most of the
+        # decoder's activations and time, and with frame t's 64 px map beside it loses nothing measurable
+        # (docs/speed.md); 64 px and smaller models keep DreamerV3's widths
+        widths = [w // 2 if 4 * 2**j >= 64 else w for j, w in enumerate(skips)] + [5 if context else 3]
         self.film_in = dense(feat, hidden) if context else None  # shared by the stages' FiLM layers
         self.c0, self.context = widths[0], context
         self.inp = nn.Linear(feat, 16 * self.c0)
         self.convs, self.norms, self.film = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
             last = i == len(widths) - 2
-            self.convs.append(nn.ConvTranspose2d(2 * a if context else a, b, 4, 2, 1, bias=last))  # 2a: + skip
+            self.convs.append(nn.ConvTranspose2d(a + skips[i] if context else a, b, 4, 2, 1, bias=last))  # + skip
             if not last:
                 self.norms.append(nn.GroupNorm(1, b))
                 if context:
@@ -168,7 +172,10 @@ class Decoder(nn.Module):
                 skip, c = ctx[1][-1 - i], x.shape[1]  # frame t's map at this resolution (M, C, h, w)
                 x = F.conv_transpose2d(x, conv.weight[:c], None, 2, 1)  # (N, C', 2h, 2w)
                 s = F.conv_transpose2d(skip, conv.weight[c:], conv.bias, 2, 1)  # (M, C', 2h, 2w)
-                x = (x.unflatten(0, (len(s), -1)) + s[:, None]).flatten(0, 1)  # (N, C', 2h, 2w)
+                # added on the channels-last view, where both are contiguous: the backward then sums an
+                # episode's R frames over whole rows (on the NCHW view it strides, ~2x slower)
+                x = x.permute(0, 2, 3, 1).unflatten(0, (len(s), -1))  # (M, R, 2h, 2w, C')
+                x = (x + s.permute(0, 2, 3, 1)[:, None]).flatten(0, 1).permute(0, 3, 1, 2)  # (N, C', 2h, 2w)
             else:
                 x = conv(x)
             if i < len(self.norms):
@@ -183,16 +190,17 @@ class Decoder(nn.Module):
         if not self.context:
             return x + 0.5  # no sigmoid (as DreamerV3): the squared error stays well-scaled
         frame = ctx[0].float()  # (M, 3, H, W)
-        M = len(frame)
+        M, H = len(frame), frame.shape[2]
         eye = torch.eye(2, 3, device=x.device).expand(M, 2, 3)
         grid = F.affine_grid(eye, frame.shape, align_corners=False)  # (M, H, W, 2) identity sampling grid
-        flow, residual = x.float().split([2, 3], 1)  # split, not slices: a slice's backward fills zeros
-        flow = flow.permute(0, 2, 3, 1).unflatten(0, (M, -1))  # (M, R, H, W, 2) in grid units
-        # each frame t is warped by its R flows at once: the R grids side by side as one wide grid
-        grid = (grid[:, None] + flow).transpose(1, 2).flatten(2, 3)  # (M, H, R*W, 2)
-        warped = F.grid_sample(frame, grid, padding_mode="border", align_corners=False)  # (M, 3, H, R*W)
-        warped = warped.unflatten(3, (-1, frame.shape[-1])).permute(0, 3, 1, 2, 4).flatten(0, 1)  # (N, 3, H, W)
-        return warped + residual
+        # x is channels-last, so its (N, H, W, 5) view is contiguous and no piece below is copied to
+        # another layout; split, not slices: a slice's backward fills zeros
+        flow, residual = x.float().permute(0, 2, 3, 1).unflatten(0, (M, -1)).split([2, 3], -1)  # (M, R, H, W, 2|3)
+        # each frame t is warped by its R flows at once: the R grids stacked as one tall grid
+        grid = (grid[:, None] + flow).flatten(1, 2)  # (M, R*H, W, 2), flow in grid units
+        warped = F.grid_sample(frame, grid, padding_mode="border", align_corners=False)  # (M, 3, R*H, W)
+        out = warped.unflatten(2, (-1, H)).permute(0, 2, 3, 4, 1) + residual  # (M, R, H, W, 3)
+        return out.flatten(0, 1).permute(0, 3, 1, 2)  # (N, 3, H, W), channels-last memory
 
 
 class BlockLinear(nn.Module):
@@ -299,10 +307,14 @@ class WorldModel(nn.Module):
         stoch (B, T+1, S, K), post and prior log-probs (B, T+1, S, K), ctx (frame t and its maps)."""
         B, T1 = frames.shape[:2]
         assert actions.shape[1] == T1 - 1, f"need T actions for T+1 frames, got {actions.shape[1]} for {T1}"
-        maps = self.encoder.maps(frames.flatten(0, 1))  # every frame in one conv call
-        embed = maps[-1].flatten(1).unflatten(0, (B, T1))  # (B, T+1, E)
+        # frame t in a call of its own: the decoder keeps its maps, and their gradient then flows into
+        # them alone rather than into zero-filled maps of every frame
+        maps = self.encoder.maps(frames[:, 0])  # frame t's maps [(B, C, h, w), ...]
+        embed = maps[-1].flatten(1)[:, None]  # (B, 1, E)
+        if T1 > 1:  # the later frames in one conv call
+            embed = torch.cat([embed, self.encoder(frames[:, 1:].flatten(0, 1)).unflatten(0, (B, T1 - 1))], 1)
         e_emb = self.post_e(embed)  # (B, T+1, I)
-        ctx = (frames[:, 0], [m.unflatten(0, (B, T1))[:, 0] for m in maps])  # frame t, its maps (B, C, h, w)
+        ctx = (frames[:, 0], maps)  # frame t, its maps
         h, hs, zs, posts = self.initial(embed[:, 0]), [], [], []
         for k in range(T1):
             if k > 0:

@@ -316,7 +316,7 @@ def reference_decoder(dec, feat, frame, maps, R):
     return warped + x[:, 2:]
 
 
-@pytest.mark.parametrize("H", [16, 64])
+@pytest.mark.parametrize("H", [16, 64, 128])
 def test_context_decoder_equals_concatenated_skips(H):
     """The decoder runs each skip's half of a conv once per episode and broadcasts it; that must equal the
     U-Net as written in the textbook (skips concatenated to every frame's features), values and gradients."""
@@ -334,7 +334,8 @@ def test_context_decoder_equals_concatenated_skips(H):
     g_got = torch.autograd.grad(got.square().sum(), [feat, *wm.decoder.parameters()])
     g_want = torch.autograd.grad(want.square().sum(), [feat, *wm.decoder.parameters()])
     for a, b in zip(g_got, g_want):  # float32 sums in another order: relative to each gradient's scale
-        assert (a - b).abs().max() <= 1e-4 * b.abs().max() + 1e-8, (a - b).abs().max() / b.abs().max()
+        # (at 128 px each is ~1.2e-4 from a float64 run, so they may differ by twice that)
+        assert (a - b).abs().max() <= 3e-4 * b.abs().max() + 1e-8, (a - b).abs().max() / b.abs().max()
 
 
 def test_loss_shrinks_bigger_frames_by_area_average():
