@@ -140,8 +140,8 @@ class Decoder(nn.Module):
         super().__init__()
         skips = conv_widths(depth, image_size)[::-1]  # frame t's map widths, 4 px first: e.g. [32, 16, 8, 4]
         # the stage that works at 64 px (128 px models only) at half width: it holds most of the
-        # decoder's activations and time, and with frame t's 64 px map beside it loses nothing measurable
-        # (docs/speed.md); 64 px and smaller models keep DreamerV3's widths
+        # decoder's activations and time, and with frame t's 64 px map beside it a 2m check showed no
+        # quality cost (docs/speed.md); 64 px and smaller models keep DreamerV3's widths
         widths = [w // 2 if 4 * 2**j >= 64 else w for j, w in enumerate(skips)] + [5 if context else 3]
         self.film_in = dense(feat, hidden) if context else None  # shared by the stages' FiLM layers
         self.c0, self.context = widths[0], context
