@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 import idm
-from data import DataError, DemoWindows, find_episode_files
+from data import DemoWindows, find_episode_files
+from episodes import DataError
 from policies import make_policy
 from run import CheckpointError, check_flags, check_out_dir, load_checkpoint, policy_from_checkpoint, setup_process
 

@@ -1,9 +1,9 @@
-"""What writes lawm episode files (the layout is in data.py's docstring), and checks them: the toy
+"""What writes lawm episode files (the layout is in episodes.py's docstring), and checks them: the toy
 datasets (toyworld.py's scripted expert), converters from BridgeData v2 raw folders, Something-Something
 v2 webm videos and official LIBERO demo files, and demos that a scripted expert records in the LIBERO
 simulator.
 
-    python convert.py toy                   # data/toy/: the three toy files (data.py), < 1 min on one CPU core
+    python convert.py toy                   # data/toy/: the three toy files (episodes.py), < 1 min on one CPU core
     python convert.py toy --out data/toy50 --target_demos 50 --source_episodes 2000              # more data
     python convert.py check data/toy        # validate files (a file, a folder, a glob, "toy", "bdv2", "ssv2")
     python convert.py bdv2 --src raw/bridge_data_v2 --out data/bdv2 --workers 8          # BridgeData v2 raw tree
@@ -51,8 +51,8 @@ from PIL import Image
 from tqdm import tqdm
 
 import libero_sim
-from data import (CAMERAS, FORMAT_VERSION, DataError, check_demo, demo_keys, fail, find_episode_files, open_hdf5,
-                  read_error, scan_file)
+from data import find_episode_files
+from episodes import CAMERAS, FORMAT_VERSION, DataError, check_demo, demo_keys, fail, open_hdf5, read_error, scan_file
 from run import check_out_dir
 
 BDV2_FPS, SSV2_FPS = 5, 12  # BridgeData v2 control rate; SSv2 native frame rate (before --frame_skip)
@@ -65,7 +65,7 @@ TOY_FPS = 10
 
 
 # ----------------------------------------------------------------------------------------------
-# the writer of every episode file (data.py's docstring has the layout)
+# the writer of every episode file (episodes.py's docstring has the layout)
 
 def write_episodes(path, episodes, source, fps):
     """Write episodes (a list, or any iterable: it is streamed, never held whole) to one file.
@@ -513,7 +513,7 @@ def write_toy(args):
     for name, domain, d, counts, labeled in files:
         tally = {"tries": 0, "kept": 0}
         path = os.path.join(args.out, f"{name}.hdf5")
-        seed0 = 10_000_000 * args.seed + 1_000_000 * d  # see "Seeds" in data.py's docstring
+        seed0 = 10_000_000 * args.seed + 1_000_000 * d  # see "Seeds" in episodes.py's docstring
         episodes = toyworld.expert_episodes(domain, seed0, counts, labeled, args.image_size, args.min_steps, tally)
         write_episodes(path, tqdm(episodes, total=sum(counts.values()), desc=name, unit="ep"), "toy", TOY_FPS)
         short = " (FEWER than asked)" if tally["kept"] < sum(counts.values()) else ""
@@ -549,7 +549,7 @@ if __name__ == "__main__":
     toy.add_argument("--target_demos", type=int, default=5, help="successful target-domain demos PER TASK")
     toy.add_argument("--source_demos", type=int, default=200, help="successful source-domain demos with actions (total)")
     toy.add_argument("--image_size", type=int, default=64, help="frame height and width in pixels")
-    toy.add_argument("--seed", type=int, default=0, help="seed block; see 'Seeds' in data.py's docstring")
+    toy.add_argument("--seed", type=int, default=0, help="seed block; see 'Seeds' in episodes.py's docstring")
     toy.add_argument("--min_steps", type=int, default=20,
                      help="pad shorter episodes with idle steps after the task ends (pretraining windows need chunk+1 frames)")
     toy.set_defaults(run=write_toy)

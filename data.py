@@ -1,29 +1,9 @@
-"""Episode files: schema, validating reader, window datasets, samplers, action normalisation,
-instruction embeddings. Every stage imports this file; what writes the files (the atomic writer, the toy
-datasets, the converters from other formats, the scripted LIBERO expert) and checks them is convert.py:
-    python convert.py toy                    # data/toy/: the three toy files below, < 1 min on one CPU core
+"""What every stage reads: window datasets over episode files (their layout and validator are in
+episodes.py), the samplers that batch them, action normalisation and instruction embeddings. What
+writes the files (the atomic writer, the toy datasets, the converters from other formats, the scripted
+LIBERO expert) and checks them is convert.py:
+    python convert.py toy                    # data/toy/: the three toy files, < 1 min on one CPU core
     python convert.py check data/toy         # validate files (a file, a folder, a glob, "toy", "bdv2", "ssv2")
-Bad input is a DataError whose message is one line, "<file>: <key>: expected ..., got ...".
-
-Layout (every source; the robomimic/LIBERO one)
-    <name>.hdf5
-      data/                  attrs: source (toy|libero|bdv2|ssv2), fps, image_size, format_version
-        demo_<i>/            attrs: num_samples = T, instruction, task, task_type (+ seed for toy)
-          obs/agentview_rgb    uint8   (T, S, S, 3)  main camera, stored UPRIGHT, S = image_size
-          obs/eye_in_hand_rgb  uint8   (T, S, S, 3)  optional wrist camera
-          obs/<lowdim>         float32 (T, D)        optional proprio (toy: obs/state = gripper x, y, grip)
-          actions              float32 (T, A)        absent in action-free video; a_t is taken after obs t
-    Obs keys ending in _rgb are cameras, every other obs key is low-dim. A missing camera or key is
-    absent, never zero-filled. A file is written to <name>.hdf5.tmp and renamed, so a file that
-    exists is complete. What each converted source holds is in convert.py's docstring.
-
-Toy files (python convert.py toy; toyworld.py is the simulator)
-    source_video.hdf5   source domain, no actions or state: action-free video for pretraining
-    target_demos.hdf5   target domain, --target_demos successful expert demos per task: finetuning
-    source_demos.hdf5   source domain with actions and state: the supervised-pretraining baseline
-    Seeds: evaluate.py uses seeds 0 .. N-1 (N < 1_000_000). Here file d (1 target_demos, 2 source_demos,
-    3 source_video) uses seeds 10_000_000 * --seed + 1_000_000 * d + k, k = 0, 1, ... so no two files,
-    and no file and the evaluation, share a seed. Each demo records its seed in attrs["seed"].
 """
 import glob
 import hashlib
@@ -33,112 +13,15 @@ import h5py
 import numpy as np
 import torch
 
-FORMAT_VERSION = 1
+from episodes import CAMERAS, fail, read_error, scan_file
+
 LANG_MODEL = "all-MiniLM-L6-v2"  # BAKU's instruction encoder; 384-d
-CAMERAS = {"agentview": "agentview_rgb", "wrist": "eye_in_hand_rgb"}  # policy name -> obs key on disk
 TOY = {"video": "data/toy/source_video*.hdf5", "demos": "data/toy/target_demos*.hdf5", "any": "data/toy"}  # "toy"
 NAMED = {"bdv2": "data/bdv2", "ssv2": "data/ssv2"}  # specs "bdv2", "ssv2": where convert.py writes them
 HOW = {"bdv2": " (write them with `python convert.py bdv2 --src <raw BridgeData v2 folder> --out data/bdv2`)",
        "ssv2": " (write them with `python convert.py ssv2 --src <SSv2 webm folder> --labels <json> --out data/ssv2`)",
        "toy": " (write them with `python convert.py toy`)"}
 RAM_FRACTION = 0.1  # datasets whose frames need less than this share of RAM are loaded into memory
-
-
-class DataError(Exception):
-    """Bad input, as one line: "<file>: <key>: expected ..., got ..."."""
-
-
-def fail(path, key, expected, got):
-    raise DataError(f"{path}: {key}: expected {expected}, got {got}")
-
-
-def check_demo(path, key, T, size, images, lowdim, actions):
-    """The per-episode schema, shared by the writer (convert.write_episodes) and the reader. images and
-    lowdim map obs names to numpy arrays or h5py datasets (only shape and dtype are looked at); lowdim and
-    actions are numpy."""
-    if "agentview_rgb" not in images:
-        fail(path, f"{key}/obs/agentview_rgb", f"uint8 (T, {size}, {size}, 3)", "nothing")
-    if T < 1:
-        fail(path, f"{key}.attrs['num_samples']", "at least 1 step", T)
-    for name, x in images.items():
-        if x.dtype != np.uint8 or tuple(x.shape) != (T, size, size, 3):
-            fail(path, f"{key}/obs/{name}", f"uint8 ({T}, {size}, {size}, 3) (T = num_samples, "
-                  f"{size} = image_size)", f"{x.dtype} {tuple(x.shape)}")
-    for name, x in [*((f"obs/{k}", v) for k, v in lowdim.items()), ("actions", actions)]:
-        if x is None:
-            continue
-        if x.dtype != np.float32 or x.ndim != 2 or x.shape[0] != T:
-            fail(path, f"{key}/{name}", f"float32 ({T}, D) (T = num_samples)", f"{x.dtype} {x.shape}")
-        if not np.isfinite(x).all():
-            fail(path, f"{key}/{name}", "finite values", f"{np.size(x) - np.isfinite(x).sum()} NaN/inf")
-
-
-# ----------------------------------------------------------------------------------------------
-# reading
-
-def open_hdf5(path):
-    """h5py.File(path, "r"), or a DataError saying why not."""
-    if not os.path.isfile(path):
-        fail(path, "file", "an HDF5 episode file", "no such file")
-    if not h5py.is_hdf5(path):
-        fail(path, "file", "an HDF5 file", "a file without the HDF5 signature")
-    try:
-        return h5py.File(path, "r")
-    except OSError as e:  # e.g. "truncated file: eof = ..."
-        fail(path, "file", "a complete HDF5 file", f"an unreadable one ({str(e).splitlines()[0]})")
-
-
-def demo_keys(path, f):
-    """The demo_<i> group names under data/ of an open file, demo_10 after demo_9 (by number, not string)."""
-    if not isinstance(f.get("data"), h5py.Group):
-        fail(path, "data", "a group of demo_<i> groups", "nothing")
-    names = sorted((k for k in f["data"] if k.startswith("demo_") and k[5:].isdigit()), key=lambda k: int(k[5:]))
-    if not names:
-        fail(path, "data", "at least one demo_<i> group", "0")
-    return names
-
-
-def scan_file(path):
-    """Validate a whole file without reading its images. Returns (image_size, demos), one dict per
-    demo: key, T, instruction, task, task_type, seed, cameras (obs names), lowdim {name: array},
-    actions (array or None), path."""
-    key = "file"  # what is being read, for the error line
-    try:
-        with open_hdf5(path) as f:
-            names = demo_keys(path, f)
-            attrs = f["data"].attrs
-            for a in ("source", "fps", "image_size", "format_version"):
-                if a not in attrs:
-                    fail(path, f"data.attrs['{a}']", "a value", "nothing")
-            if attrs["format_version"] != FORMAT_VERSION:
-                fail(path, "data.attrs['format_version']", FORMAT_VERSION, attrs["format_version"])
-            size, demos = int(attrs["image_size"]), []
-            for name in names:
-                key = f"data/{name}"
-                g = f["data"][name]
-                for a in ("num_samples", "instruction", "task", "task_type"):
-                    if a not in g.attrs:
-                        fail(path, f"{key}.attrs['{a}']", "a value", "nothing")
-                obs = g["obs"] if isinstance(g.get("obs"), h5py.Group) else {}
-                images = {k: v for k, v in obs.items() if k.endswith("_rgb")}
-                lowdim = {k: v[()] for k, v in obs.items() if not k.endswith("_rgb")}
-                actions = g["actions"][()] if "actions" in g else None
-                T = int(g.attrs["num_samples"])
-                check_demo(path, key, T, size, images, lowdim, actions)
-                demos.append(dict(key=key, T=T, cameras=list(images), lowdim=lowdim, actions=actions, path=path,
-                                  seed=int(g.attrs.get("seed", -1)),
-                                  **{a: str(g.attrs[a]) for a in ("instruction", "task", "task_type")}))
-        return size, demos
-    except DataError:
-        raise
-    except Exception as e:  # a corrupt block inside a file that opened: h5py raises OSError, TypeError, KeyError ...
-        read_error(path, key, e)
-
-
-def read_error(path, key, e):
-    """Turn any exception h5py raised while reading key of path into the one-line DataError."""
-    why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
-    fail(path, key, "a readable HDF5 object", f"a read error ({why})")
 
 
 def _expand(part):

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from data import CAMERAS, DataError, DemoWindows, StepBatches, find_episode_files
+from data import DemoWindows, StepBatches, find_episode_files
+from episodes import CAMERAS, DataError
 from policies import POLICY_SIZES, make_policy
 from run import (CKPT_VERSION, CheckpointError, RunLog, add_wandb_flags, check_flags, cosine_lr, fail, load_checkpoint,
                  open_run, policy_from_checkpoint, save_checkpoint, setup_device, setup_process)

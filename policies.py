@@ -14,8 +14,6 @@ pretraining on video and finetuning on demos.
 
 Shape legend: B batch, n chunk length, d action (or latent) dims per step, W token width, C channels,
 K keypoints, h w feature map, S tokens, L chunk length padded for the U-Net.
-
-    python policies.py   # builds both policies on zeros, prints shapes and parameter counts
 """
 import copy
 import dataclasses
@@ -459,23 +457,3 @@ def make_policy(cfg):
     if kind == "diffusion":
         return DiffusionPolicy(DiffusionConfig(**cfg))
     raise ValueError(f"policy kind: expected 'baku' or 'diffusion', got {kind!r}")
-
-
-# ---------------------------------------------------------------------------------------------------
-if __name__ == "__main__":
-    torch.manual_seed(0)
-    B = 2
-    for size, S in (("default", 128), ("small", 64)):
-        for kind, chunk in (("baku", 10), ("diffusion", 16)):
-            policy = make_policy(dict(POLICY_SIZES[size][kind], kind=kind, chunk=chunk, out_dim=7, image_size=S,
-                                      cameras=("agentview", "wrist"), state_dim=5))
-            n = sum(p.numel() for p in policy.parameters() if p.requires_grad)  # DP's EMA copy is not counted
-            obs = {"agentview": torch.zeros(B, 3, S, S), "wrist": torch.zeros(B, 3, S, S),
-                   "state": torch.zeros(B, 5), "lang": torch.zeros(B, 384)}
-            video = {"agentview": obs["agentview"], "lang": obs["lang"]}  # pretraining sees only these
-            z, a = policy.latent(video), policy.act(obs)
-            loss = policy.loss(obs, torch.zeros(B, chunk, 7), torch.ones(B, chunk, dtype=torch.bool))
-            policy.reset_action_layer(3)
-            print(f"{kind:9s} {size:7s} {S}px: {n / 1e6:.3f}M params | latent(video) {tuple(z.shape)} | "
-                  f"act(all) {tuple(a.shape)} | loss {loss.item():.3f} | after reset_action_layer(3): "
-                  f"act {tuple(policy.act(obs).shape)}")

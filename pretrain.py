@@ -49,7 +49,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import wm_eval
-from data import CAMERAS, DataError, MixtureBatches, PretrainWindows, StepBatches, find_episode_files
+from data import MixtureBatches, PretrainWindows, StepBatches, find_episode_files
+from episodes import CAMERAS, DataError
 from idm import IDMConfig, LatentActionModel, idm_losses
 from policies import POLICY_SIZES, make_policy
 from rssm import PRESETS, WorldModel, WorldModelConfig

@@ -37,8 +37,6 @@ widths unchanged, except 2m, which is 1m with twice the conv widths (sized for t
 one (8 blocks; the release's dense GRU makes its "50m" 116M), and the conv channels stop growing at
 8*depth (DreamerV3's 64px widths), so a 128px decoder's first linear layer does not double.
 
-`python rssm.py` builds the 1m model on zeros, prints shapes and the parameter count of each preset.
-
 Symbols: B batch, T transitions in a window (T+1 frames), N images in one conv call (B*(T+1) encoded, B*(2T+1)
 decoded with the open-loop frames), M windows whose frame t the decoder reads,
 H = W image side, E encoder output size, D deterministic size, G GRU blocks, S categoricals,
@@ -385,22 +383,3 @@ class WorldModel(nn.Module):
             m["openloop"] = (imagined - frames[:, 1:]).square().sum((2, 3, 4)).mean()
             loss = loss + openloop_weight * m["openloop"]
         return LossOut(loss, {k: v.detach() for k, v in m.items()})
-
-
-if __name__ == "__main__":
-    torch.manual_seed(0)
-    wm = WorldModel(WorldModelConfig(size="1m", image_size=64, action_dim=7))
-    frames, actions = torch.zeros(2, 11, 3, 64, 64), torch.zeros(2, 10, 7)  # B=2, T=10
-    st = wm.observe(frames, actions)
-    print({k: tuple(v.shape) for k, v in st.items() if k != "ctx"})
-    out = wm.loss(frames, actions, openloop_weight=1.0)
-    print("loss", round(out.loss.item(), 2), {k: round(v.item(), 3) for k, v in out.metrics.items()})
-    print("openloop", tuple(wm.openloop(frames[:, :3], actions).shape))
-    print("preset  deter blocks stoch  depth hidden  params@128  params@64")
-    for name, (D, G, S, K, depth, I) in PRESETS.items():
-        n = []
-        for size in (128, 64):
-            with torch.device("meta"):  # counts without allocating memory
-                big = WorldModel(WorldModelConfig(size=name, image_size=size), verbose=False)
-            n.append(sum(p.numel() for p in big.parameters()))
-        print(f"{name:6s} {D:6d} {G:6d} {S:3d}x{K:<3d} {depth:5d} {I:6d}  {n[0] / 1e6:9.2f}M  {n[1] / 1e6:8.2f}M")

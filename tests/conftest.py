@@ -37,8 +37,8 @@ def lang_cache(tmp_path_factory):
 def read_episodes(path):
     """Every episode of a file, validated, as the dicts convert.write_episodes takes."""
     import h5py
-    import data
-    out, demos = [], data.scan_file(path)[1]  # validates first: a bad file fails with one line
+    import episodes
+    out, demos = [], episodes.scan_file(path)[1]  # validates first: a bad file fails with one line
     with h5py.File(path, "r") as f:
         for d in demos:
             ep = {"obs": {k: f[d["key"]]["obs"][k][()] for k in d["cameras"]} | d["lowdim"],

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 import data
+from episodes import DataError
 from conftest import ENV, ROOT, read_episodes
 
 S = 16  # converted image size
@@ -206,7 +207,7 @@ def test_mixture_samples_each_set_at_its_weight():
     again = data.MixtureBatches(sizes, weights, batch_size=50, seed=3, start_step=7)
     assert next(iter(again)) == sampler.batch(7)
     assert data.MixtureBatches(sizes, weights, 50, seed=3, rank=1).batch(7) != sampler.batch(7)
-    with pytest.raises(data.DataError):
+    with pytest.raises(DataError):
         data.MixtureBatches(sizes, [1.0], 50)
 
 

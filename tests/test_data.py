@@ -1,5 +1,5 @@
-"""Tests of data.py: episode files, validation errors, windows, normalisation, embeddings, the toy
-converter. Run: OMP_NUM_THREADS=1 python -m pytest -q tests/test_data.py   (about a minute on CPU)
+"""Tests of data.py and episodes.py: episode files, validation errors, windows, normalisation,
+embeddings, the toy converter. Run: OMP_NUM_THREADS=1 python -m pytest -q tests/test_data.py   (about a minute on CPU)
 
 Synthetic episodes plant an index pattern: frame t is filled with the value t and action t is
 (t, -t, 1), so any misalignment between frames, actions and masks shows up as a wrong number.
@@ -16,6 +16,7 @@ import torch
 
 import convert
 import data
+import episodes
 from conftest import read_episodes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,7 +72,7 @@ def test_round_trip_is_exact(tmp_path):
     with h5py.File(path) as f:
         attrs = dict(f["data"].attrs)
         assert attrs["source"] == "toy" and attrs["fps"] == 10 and attrs["image_size"] == S
-        assert attrs["format_version"] == data.FORMAT_VERSION and f["data/demo_1"].attrs["num_samples"] == 5
+        assert attrs["format_version"] == episodes.FORMAT_VERSION and f["data/demo_1"].attrs["num_samples"] == 5
 
 
 def test_failed_write_leaves_nothing(tmp_path):
@@ -86,9 +87,9 @@ def test_failed_write_leaves_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
     bad = episode(5)
     bad["obs"]["agentview_rgb"] = bad["obs"]["agentview_rgb"].astype(np.float32)
-    with pytest.raises(data.DataError, match="demo_1/obs/agentview_rgb: expected uint8"):
+    with pytest.raises(episodes.DataError, match="demo_1/obs/agentview_rgb: expected uint8"):
         convert.write_episodes(str(path), [episode(5), bad], "toy", 10)
-    with pytest.raises(data.DataError, match="data: expected at least one episode"):
+    with pytest.raises(episodes.DataError, match="data: expected at least one episode"):
         convert.write_episodes(str(path), [], "toy", 10)
     assert os.listdir(tmp_path) == []
     # a failed rewrite keeps the old complete file
@@ -134,18 +135,18 @@ BAD_FILES = {  # name -> (how to spoil a good file, the key the message must nam
 def test_bad_file_gives_one_line(tmp_path, case):
     spoil, key, text = BAD_FILES[case]
     path = spoil(write(tmp_path / "bad.hdf5", [episode(6), episode(8)]))
-    with pytest.raises(data.DataError) as e:
+    with pytest.raises(episodes.DataError) as e:
         read_episodes(path)
     msg = str(e.value)
     assert msg.startswith(f"{path}: {key}: expected ") and text in msg and "\n" not in msg, msg
-    with pytest.raises(data.DataError, match=f"^{re.escape(msg)}$"):
+    with pytest.raises(episodes.DataError, match=f"^{re.escape(msg)}$"):
         data.DemoWindows([path], chunk=2)  # the datasets validate on open the same way
 
 
 def test_short_episode_for_pretrain_window(tmp_path):
     path = write(tmp_path / "a.hdf5", [episode(9), episode(6)])
     assert len(data.PretrainWindows([path], chunk=5)) == 4 + 1  # chunk 5 needs 6 frames: demo_1 fits
-    with pytest.raises(data.DataError, match="^" + re.escape(f"{path}: data/demo_1: expected at least 7 frames for "
+    with pytest.raises(episodes.DataError, match="^" + re.escape(f"{path}: data/demo_1: expected at least 7 frames for "
                                                            "chunk=3 frame_skip=2, got 6 ")):
         data.PretrainWindows([path], chunk=3, frame_skip=2)
 
@@ -169,7 +170,7 @@ def test_find_episode_files(tmp_path):
     assert data.find_episode_files(str(tmp_path)) == [a, b]
     assert data.find_episode_files(str(tmp_path / "v_*.hdf5")) == [a, b]
     assert data.find_episode_files(f"{b},{a}") == [b, a]
-    with pytest.raises(data.DataError, match="nothing there"):
+    with pytest.raises(episodes.DataError, match="nothing there"):
         data.find_episode_files(str(tmp_path / "w_*.hdf5"))
 
 
@@ -193,7 +194,7 @@ def test_pretrain_windows_line_up(tmp_path, skip, in_memory):
     assert ds[len(ds) - 1]["frames"][-1, 0, 0, 0] == 6  # the last window ends exactly on the last frame
     assert ds[0]["task_type"] == "take" and ds[len(ds) - 1]["task_type"] == "take"
     assert torch.equal(ds[9 - span + 1]["lang"], torch.from_numpy(ds.lang[TEXTS[1]]))
-    with pytest.raises(data.DataError, match=re.escape("data.attrs['image_size']: expected 32, got 16")):
+    with pytest.raises(episodes.DataError, match=re.escape("data.attrs['image_size']: expected 32, got 16")):
         data.PretrainWindows(paths, chunk=chunk, image_size=32)
 
 
@@ -228,11 +229,11 @@ def test_demo_windows_line_up_and_mask(tmp_path, skip, in_memory):
 def test_demo_windows_errors_and_given_stats(tmp_path):
     demos = write(tmp_path / "demos.hdf5", [episode(5)])
     video = write(tmp_path / "video.hdf5", [episode(5, actions=False)])
-    with pytest.raises(data.DataError, match="^" + re.escape(f"{video}: data/demo_0/actions: expected float32")):
+    with pytest.raises(episodes.DataError, match="^" + re.escape(f"{video}: data/demo_0/actions: expected float32")):
         data.DemoWindows([demos, video], chunk=2)
-    with pytest.raises(data.DataError, match="data/demo_0/obs/eye_in_hand_rgb: expected the wrist camera"):
+    with pytest.raises(episodes.DataError, match="data/demo_0/obs/eye_in_hand_rgb: expected the wrist camera"):
         data.DemoWindows([demos], chunk=2, cameras=("agentview", "wrist"))
-    with pytest.raises(data.DataError, match="data/demo_0/obs/ee_states: expected float32"):
+    with pytest.raises(episodes.DataError, match="data/demo_0/obs/ee_states: expected float32"):
         data.DemoWindows([demos], chunk=2, state_keys=("ee_states",))
     stats = {"min": [0.0, -10.0, 0.0], "max": [10.0, 0.0, 2.0]}
     ds = data.DemoWindows([demos], chunk=2, stats=stats)

@@ -23,6 +23,7 @@ from conftest import ENV, ROOT, read_episodes  # noqa: E402
 
 import convert  # noqa: E402
 import data  # noqa: E402
+from episodes import DataError  # noqa: E402
 import libero_sim  # noqa: E402
 
 STEPS = (5, 3)  # steps of the two synthetic demos
@@ -203,7 +204,7 @@ def make_bad(official, task, folder, name):
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_check_official_names_file_and_key(official, task, tmp_path, name):
     bad = make_bad(official, task, tmp_path, name)
-    with pytest.raises(data.DataError) as e:
+    with pytest.raises(DataError) as e:
         convert.check_official(str(bad))
     assert str(e.value).startswith(f"{bad}: {BAD[name][1]}") and "\n" not in str(e.value), str(e.value)
 
