@@ -17,6 +17,10 @@ Groups:
               models at 64 and 128 px: the whole step (forward, backward, clip, AdamW) and each part of it
               (forward only: encoder, posterior rollout without the encoder, prior rollout, decoder for
               the reconstruction and for the open-loop frames; backward; clip + optimizer)
+    release   the authors' release world model (the dreamerv3/ folder of github.com/baheytharwat/lawm; --release_dir:
+              a checkout of it; needs pyyaml) built as its lawm/algos/baku.py builds it, for its "1m" and "12m"
+              profiles, and trained as there (10 frames at 128 px, reconstruction + KL, no open-loop term), with
+              stage1's batch, stand-in policy, clip and AdamW: what stage1's numbers compare with (not in the default)
     libero    LIBERO-Object env steps/s (all processes together) with 1 and 2 simulator processes, for
               the fast render path (agentview only, MSAA off: evaluation's default), the wrist camera added
               (agentview + wrist, MSAA off: what a policy with the wrist camera costs) and the official
@@ -43,6 +47,7 @@ p.add_argument("--iters", type=int, default=10, help="timed repetitions per meas
 p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
 p.add_argument("--device", default="cpu", help="cpu | cuda")
 p.add_argument("--stage1_sizes", default="2m,25m", help="world-model presets the stage1 group times")
+p.add_argument("--release_dir", default="", help="release group: a checkout of github.com/baheytharwat/lawm")
 p.add_argument("--out", default="bench.json", help="where the JSON goes (also printed)")
 args = p.parse_args()
 setup_process()  # as the stage scripts run: a warm allocator on CPU (run.setup_process)
@@ -174,6 +179,45 @@ if "stage1" in groups:
             parts["backward"] = timed(lambda: loss.backward(retain_graph=True))
             parts["clip_and_optimizer"] = timed(lambda: (torch.nn.utils.clip_grad_norm_(params, 100.0), opt.step()))
             results.update({f"{key}_{k}_ms": 1000 * v for k, v in parts.items()})
+
+if "release" in groups:
+    import contextlib
+    import io
+    import sys
+    import types
+    import warnings
+
+    import yaml
+    if not os.path.isfile(os.path.join(args.release_dir, "dreamerv3", "models.py")):
+        sys.exit(f"error: --release_dir: expected a checkout of github.com/baheytharwat/lawm (with dreamerv3/models.py), "
+                 f"got {args.release_dir!r}")
+    sys.path.insert(0, args.release_dir)
+    from dreamerv3.models import WorldModel as ReleaseWorldModel
+    from dreamerv3.utils import Config, apply_size_override, setup_config_for_worldmodel
+    warnings.filterwarnings("ignore", "To copy construct")  # its preprocess re-wraps every input (and detaches it)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # its torch.cuda.amp calls
+    space = types.SimpleNamespace(spaces={"image": types.SimpleNamespace(shape=(128, 128, 3))})  # gym's Dict(Box)
+    for size in ("1m", "12m"):
+        cfg = yaml.safe_load(open(os.path.join(args.release_dir, "dreamerv3", "worldmodel_config.yaml")))
+        apply_size_override(cfg, f"size{size}")
+        flat = setup_config_for_worldmodel(dict(cfg["defaults"], device=args.device), cfg.get(f"size{size}", {}))
+        torch.manual_seed(0)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its shapes and sizes
+            wm = ReleaseWorldModel(space, Config(**flat)).to(device)
+        pol = torch.nn.Linear(384, 10 * 7).to(device)  # stage1's stand-in policy
+        params = list(wm.parameters()) + list(pol.parameters())
+        opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
+        lang = torch.randn(8, 384, device=device)
+        data = {"image": 255 * torch.rand(8, 10, 128, 128, 3, device=device),  # (B, T, H, W, 3), as baku.py passes it
+                "is_first": torch.zeros(8, 10, device=device).index_fill_(1, torch.tensor([0], device=device), 1.0)}
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            wm._train(dict(data, action=pol(lang).view(8, 10, 7))).backward()
+            torch.nn.utils.clip_grad_norm_(params, 100.0)
+            opt.step()
+        results[f"release_{size}_128px_b8_step_ms"] = 1000 * timed(step)
+        results[f"release_{size}_params"] = sum(p.numel() for p in wm.parameters())
 
 if "libero" in groups:
     import libero_sim
