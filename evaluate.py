@@ -41,7 +41,7 @@ import libero_sim
 import toyworld
 from data import embed_instructions, unnormalize_actions
 from run import (CheckpointError, add_wandb_flags, check_flags, check_out_dir, load_checkpoint, policy_from_checkpoint,
-                 save_video, setup_process)
+                 save_video, setup_process, wandb_evaluation)
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
 # what to evaluate
@@ -270,13 +270,4 @@ with open(os.path.join(out_dir, "results.md"), "w") as f:  # the table, then lin
 print("\n".join(lines))
 print(f"wrote {out_dir}/results.json")
 if args.wandb:  # one wandb run per evaluation: the success rates as scalars, the per-task table, the videos
-    import wandb  # found by check_flags
-    wandb.init(project=args.wandb_project, job_type="evaluate", config=vars(args), name=args.wandb_name or
-               f"{os.path.basename(os.path.dirname(os.path.abspath(args.ckpt)))}/{os.path.basename(out_dir)}")
-    cols = ["task", "family", "successes", "episodes", "success_rate", "ci95_low", "ci95_high"]
-    table = wandb.Table(columns=cols, data=[[r[c] for c in cols[:5]] + r["ci95"] for r in rows])
-    wandb.log({"success/overall": results["overall"]["success_rate"], "tasks": table,
-               **{f"success/{f}": s["success_rate"] for f, s in families.items()},
-               **{f"video/{tasks[j][0]}": wandb.Video(path, caption=os.path.basename(path))
-                  for j, path in videos.items()}})
-    wandb.finish()
+    wandb_evaluation(args, results, {tasks[j][0]: path for j, path in videos.items()}, out_dir)

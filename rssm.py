@@ -234,9 +234,11 @@ class BlockGRU(nn.Module):
         return update * cand + (1 - update) * h
 
 
-def sample(logp):
-    """(..., S, K) log-probs -> one-hot samples with straight-through gradient (exact one-hots forward)."""
-    noise = -torch.log(-torch.log(torch.rand_like(logp)))  # Gumbel-max draws one class per categorical
+def sample(logp, u=None):
+    """(..., S, K) log-probs -> one-hot samples with straight-through gradient (exact one-hots forward).
+    u: uniform draws of logp's shape (drawn here if not given)."""
+    u = torch.rand_like(logp) if u is None else u
+    noise = -torch.log(-torch.log(u))  # Gumbel-max draws one class per categorical
     onehot = F.one_hot((logp + noise).argmax(-1), logp.shape[-1]).to(logp.dtype)
     probs = logp.exp()
     return onehot + (probs - probs.detach())  # forward: exactly onehot (x - x = 0); backward: d/d probs
@@ -300,9 +302,12 @@ class WorldModel(nn.Module):
         """h (B, D), projected frame embedding post_e(embed) (B, I) -> log-probs (B, S, K)."""
         return self.logprobs(self.post_out(self.post_h(h) + e_emb))
 
-    def observe(self, frames, actions):
+    def observe(self, frames, actions, imagine=False):
         """Posterior rollout. frames (B, T+1, 3, H, W), actions (B, T, A) -> dict deter (B, T+1, D),
-        stoch (B, T+1, S, K), post and prior log-probs (B, T+1, S, K), ctx (frame t and its maps)."""
+        stoch (B, T+1, S, K), post and prior log-probs (B, T+1, S, K), ctx (frame t and its maps).
+        imagine: also "im", the prior rollout from the first posterior state under the same actions (deter
+        (B, T, D), stoch (B, T, S, K)), the numbers imagine() gives after observe(): its random draws come in
+        the same order. The two chains share each GRU call (2B rows read the weights once: ~8% of a step)."""
         B, T1 = frames.shape[:2]
         assert actions.shape[1] == T1 - 1, f"need T actions for T+1 frames, got {actions.shape[1]} for {T1}"
         # frame t in a call of its own: the decoder keeps its maps, and their gradient then flows into
@@ -313,16 +318,25 @@ class WorldModel(nn.Module):
             embed = torch.cat([embed, self.encoder(frames[:, 1:].flatten(0, 1)).unflatten(0, (B, T1 - 1))], 1)
         e_emb = self.post_e(embed)  # (B, T+1, I)
         ctx = (frames[:, 0], maps)  # frame t, its maps
-        h, hs, zs, posts = self.initial(embed[:, 0]), [], [], []
+        u = torch.rand(T1, B, self.S, self.K, device=frames.device)  # every draw up front, as if one per step
+        ui = torch.rand(T1 - 1, B, self.S, self.K, device=frames.device) if imagine else None  # the prior chain's
+        h, hs, zs, posts, his, zis = self.initial(embed[:, 0]), [], [], [], [], []
         for k in range(T1):
-            if k > 0:
-                h = self.transition(h, zs[-1], actions[:, k - 1])  # z_{k-1} drives frame k-1 -> k
+            if k > 0:  # z_{k-1} drives frame k-1 -> k; from k = 2 the prior chain's state rides along
+                two = imagine and k > 1
+                x = self.transition(torch.cat([h, his[-1]]) if two else h, torch.cat([zs[-1], zis[-1]]) if two
+                                    else zs[-1], actions[:, k - 1].repeat(1 + two, 1))  # (B or 2B, D)
+                h = x[:B]
+                if imagine:  # at k = 1 the prior chain's step is the posterior's own (both start at state 0)
+                    his.append(x[-B:])
+                    zis.append(sample(self.logprobs(self.prior_net(his[-1])), ui[k - 1]))
             posts.append(self.posterior(h, e_emb[:, k]))  # (B, S, K)
-            zs.append(sample(posts[-1]))
+            zs.append(sample(posts[-1], u[k]))
             hs.append(h)
         deter = torch.stack(hs, 1)  # (B, T+1, D)
         prior = self.logprobs(self.prior_net(deter))  # (B, T+1, S, K), all steps in one call
-        return dict(deter=deter, stoch=torch.stack(zs, 1), post=torch.stack(posts, 1), prior=prior, ctx=ctx)
+        im = dict(deter=torch.stack(his, 1), stoch=torch.stack(zis, 1)) if imagine else None
+        return dict(deter=deter, stoch=torch.stack(zs, 1), post=torch.stack(posts, 1), prior=prior, ctx=ctx, im=im)
 
     def imagine(self, state, actions):
         """Prior rollout. state: deter (B, D), stoch (B, S, K); actions (B, T, A) ->
@@ -363,12 +377,10 @@ class WorldModel(nn.Module):
         """frames (B, T+1, 3, H, W) float in [0,1], actions (B, T, A) -> LossOut (see module docstring)."""
         assert frames.is_floating_point(), "frames must be float in [0,1] (uint8 / 255)"
         cfg, frames = self.cfg, self.resize(frames.float())
-        st = self.observe(frames, actions)
+        st = self.observe(frames, actions, imagine=openloop_weight > 0)
         states = dict(deter=st["deter"], stoch=st["stoch"])  # (B, T+1, ...) posterior states
         if openloop_weight > 0:  # frames 1..T from the first posterior state through the prior alone
-            start = dict(deter=st["deter"][:, 0], stoch=st["stoch"][:, 0])
-            im = self.imagine(start, actions)
-            states = {k: torch.cat([states[k], im[k]], 1) for k in states}  # (B, 2T+1, ...): one decoder call
+            states = {k: torch.cat([states[k], st["im"][k]], 1) for k in states}  # (B, 2T+1, ...): one decoder call
         decoded = self.decode(states, st["ctx"])  # (B, T+1 [+T], 3, H, W)
         T1 = frames.shape[1]
         decoded, imagined = decoded.split([T1, decoded.shape[1] - T1], 1)  # (B, T+1, ...), (B, T or 0, ...)

@@ -10,6 +10,7 @@
     lr = cosine_lr(step, args)                        # the learning-rate schedule of both training stages
     why = check_out_dir("--out_dir", path)            # None, or why a script's output folder cannot take files
     add_wandb_flags(p)                                # --wandb, --wandb_project, --wandb_name
+    wandb_evaluation(args, results, videos, out_dir)  # evaluate.py's results and videos to wandb
     save_video(path, frames, fps)                     # an MP4 (or .gif) of uint8 frames
 
 A run folder holding a run is refused unless --resume or --overwrite; one process at a time holds it
@@ -370,6 +371,20 @@ def start_wandb(config, job_type):
                name=config["wandb_name"] or os.path.basename(os.path.abspath(config["out_dir"])))
     with open(id_file, "w") as f:
         f.write(wandb.run.id)
+
+
+def wandb_evaluation(args, results, videos, out_dir):
+    """evaluate.py's wandb run (wandb found by check_flags): success/overall and success/<family> as scalars, a
+    table of the per-task rows and the videos ({task name: path})."""
+    import wandb
+    wandb.init(project=args.wandb_project, job_type="evaluate", config=vars(args), name=args.wandb_name or
+               f"{os.path.basename(os.path.dirname(os.path.abspath(args.ckpt)))}/{os.path.basename(out_dir)}")
+    cols = ["task", "family", "successes", "episodes", "success_rate", "ci95_low", "ci95_high"]
+    table = wandb.Table(columns=cols, data=[[r[c] for c in cols[:5]] + r["ci95"] for r in results["tasks"]])
+    wandb.log({"success/overall": results["overall"]["success_rate"], "tasks": table,
+               **{f"success/{f}": s["success_rate"] for f, s in results["families"].items()},
+               **{f"video/{name}": wandb.Video(path, caption=os.path.basename(path)) for name, path in videos.items()}})
+    wandb.finish()
 
 
 class RunLog:

@@ -264,7 +264,13 @@ def test_openloop_shapes_range_metric_and_action_gradient():
     assert "openloop" in with_ol.metrics and "openloop" not in without.metrics
     torch.manual_seed(2)  # reference: the prior alone from the first posterior state, scored on 1..T
     st = wm.observe(frames, actions)
-    imagined = wm.decode(wm.imagine(dict(deter=st["deter"][:, 0], stoch=st["stoch"][:, 0]), actions), st["ctx"])
+    im = wm.imagine(dict(deter=st["deter"][:, 0], stoch=st["stoch"][:, 0]), actions)
+    imagined = wm.decode(im, st["ctx"])
+    torch.manual_seed(2)  # the lockstep rollout loss() uses: the same chains, the same draws
+    both = wm.observe(frames, actions, imagine=True)
+    for key in ("deter", "stoch"):
+        torch.testing.assert_close(both[key], st[key])
+        torch.testing.assert_close(both["im"][key], im[key])
     ref = (imagined - frames[:, 1:]).square().sum((2, 3, 4)).mean()
     torch.testing.assert_close(with_ol.metrics["openloop"], ref.detach())
     torch.testing.assert_close(with_ol.loss - without.loss, with_ol.metrics["openloop"])
