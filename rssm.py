@@ -306,8 +306,8 @@ class WorldModel(nn.Module):
         """Posterior rollout. frames (B, T+1, 3, H, W), actions (B, T, A) -> dict deter (B, T+1, D),
         stoch (B, T+1, S, K), post and prior log-probs (B, T+1, S, K), ctx (frame t and its maps).
         imagine: also "im", the prior rollout from the first posterior state under the same actions (deter
-        (B, T, D), stoch (B, T, S, K)), the numbers imagine() gives after observe(): its random draws come in
-        the same order. The two chains share each GRU call (2B rows read the weights once: ~8% of a step)."""
+        (B, T, D), stoch (B, T, S, K)), on CPU the numbers imagine() gives after observe(): its random draws
+        come in the same order. The two chains share each GRU call (2B rows read the weights once: ~8% of a step)."""
         B, T1 = frames.shape[:2]
         assert actions.shape[1] == T1 - 1, f"need T actions for T+1 frames, got {actions.shape[1]} for {T1}"
         # frame t in a call of its own: the decoder keeps its maps, and their gradient then flows into
@@ -324,8 +324,8 @@ class WorldModel(nn.Module):
         for k in range(T1):
             if k > 0:  # z_{k-1} drives frame k-1 -> k; from k = 2 the prior chain's state rides along
                 two = imagine and k > 1
-                x = self.transition(torch.cat([h, his[-1]]) if two else h, torch.cat([zs[-1], zis[-1]]) if two
-                                    else zs[-1], actions[:, k - 1].repeat(1 + two, 1))  # (B or 2B, D)
+                hz = (torch.cat([h, his[-1]]), torch.cat([zs[-1], zis[-1]])) if two else (h, zs[-1])  # (2B or B, ...)
+                x = self.transition(*hz, actions[:, k - 1].repeat(1 + two, 1))  # (2B or B, D)
                 h = x[:B]
                 if imagine:  # at k = 1 the prior chain's step is the posterior's own (both start at state 0)
                     his.append(x[-B:])
