@@ -84,6 +84,8 @@ p.add_argument("--dyn_scale", type=float, default=0.5, help="KL balancing: weigh
 p.add_argument("--rep_scale", type=float, default=0.1, help="KL balancing: weight of KL(post||sg(prior))")
 p.add_argument("--openloop_weight", type=float, default=1.0,
                help="weight of the prior-only prediction loss that makes the world model use the latents (0: Dreamer)")
+p.add_argument("--openloop_frames", type=int, default=2, help="of each window's n imagined frames, decode a random "
+               "this many (0 = all): the same loss in expectation at less decoding (docs/speed.md)")
 p.add_argument("--wm_image_size", type=int, default=None,
                help="world-model frame size (0 = the data's; default 32 for --latents policy, 64 for idm: at 32 px "
                     "the toy arm's motion is too small to read from a frame pair)")
@@ -124,7 +126,7 @@ setup_process()  # line-buffered log lines; on CPU, a warm allocator
 if args.chunk is None:
     args.chunk = 10 if args.policy == "baku" else 16
 check_flags(args, (("chunk", 1), ("latent_dim", 1), ("state_dim", 0), ("frame_skip", 1), ("num_workers", 0),
-                   ("batch_size", 1), ("idm_pairs", 1), ("max_steps", 0), ("warmup", 0), ("eval_every", 1),
+                   ("batch_size", 1), ("idm_pairs", 1), ("openloop_frames", 0), ("max_steps", 0), ("warmup", 0), ("eval_every", 1),
                    ("log_every", 1)),
             ("lr", "policy_lr_scale", "min_lr_frac", "weight_decay", "grad_clip", "free_nats", "dyn_scale",
              "rep_scale", "openloop_weight", "beta1", "beta2"))
@@ -235,26 +237,25 @@ if master:
 class Joint(torch.nn.Module):
     """Policy + world model as one module, so DDP sees a single forward that returns the loss."""
 
-    def __init__(self, policy, wm, detach_latents, openloop_weight, idm):
+    def __init__(self, policy, wm, args):
         super().__init__()
-        self.policy, self.wm = policy, wm
-        self.detach_latents, self.openloop_weight, self.idm = detach_latents, openloop_weight, idm
+        self.policy, self.wm, self.args, self.idm = policy, wm, args, args.latents == "idm"
 
     def latents(self, frames, lang):
         """Frame t (B, 3, H, W), instruction (B, 384) -> the world model's actions (B, n, latent_dim)."""
         z = self.policy.latent({"agentview": frames, "lang": lang})  # (B, n, latent_dim)
-        return z.detach() if self.detach_latents else z  # detached: the release's behaviour
+        return z.detach() if self.args.detach_latents else z  # detached: the release's behaviour
 
     def forward(self, frames, lang):
         if self.idm:  # two losses that share no parameter: the IDM's latents reach the policy as fixed targets
             out, fit = idm_losses(self.wm, self.policy, frames, lang)
             return out.loss + fit, out.metrics | {"policy_fit": fit.detach()}
         z = self.latents(frames[:, 0], lang)  # from frame t
-        out = self.wm.loss(frames, z, openloop_weight=self.openloop_weight)  # frames (B, n+1, 3, H, W)
+        out = self.wm.loss(frames, z, self.args.openloop_weight, self.args.openloop_frames)  # frames (B, n+1, 3, H, W)
         return out.loss, out.metrics
 
 
-model = Joint(policy, wm, args.detach_latents, args.openloop_weight, args.latents == "idm")
+model = Joint(policy, wm, args)
 # weight decay on matrices only (not on norms, biases, embeddings-as-vectors), as the release does
 # (the policy's groups run at --policy_lr_scale times the world model's rate)
 groups = [{"params": [t for t in module.parameters() if (t.dim() >= 2) == matrix],

@@ -3,6 +3,8 @@
 All on CPU (the bf16 autocast test also on CUDA where there is one). The training test uses toy-world windows
 when toyworld.py is importable, else synthetic moving squares.
 """
+import itertools
+
 import pytest
 import torch
 from torch.distributions import Independent, OneHotCategorical, kl_divergence
@@ -276,6 +278,37 @@ def test_openloop_shapes_range_metric_and_action_gradient():
     torch.testing.assert_close(with_ol.loss - without.loss, with_ol.metrics["openloop"])
     grad = torch.autograd.grad(with_ol.loss - without.loss, actions)[0]  # the open-loop term alone
     assert (grad.abs().sum(-1) > 0).all(), grad
+
+
+def test_openloop_frames_scores_a_random_subset_of_the_imagined_frames():
+    """openloop_frames=K: each window's open-loop error is the mean over K of its T imagined frames, a
+    different K from draw to draw (so the mean over draws is the full term), with gradient into the latents;
+    K >= T is the full term."""
+    wm = make()
+    frames, actions = batch(B=2, T=4)
+    actions.requires_grad_()
+    torch.manual_seed(3)
+    full = wm.loss(frames, actions, openloop_weight=1.0)
+    torch.manual_seed(3)
+    assert torch.equal(wm.loss(frames, actions, 1.0, openloop_frames=4).loss, full.loss)
+    subsets, seen = list(itertools.combinations(range(4), 2)), set()
+    for seed in range(8):
+        torch.manual_seed(seed)  # reference: every imagined frame's error under the same draws
+        st = wm.observe(frames, actions, imagine=True)
+        err = (wm.decode(st["im"], st["ctx"]) - frames[:, 1:]).square().sum((2, 3, 4)).detach()  # (B, T)
+        torch.manual_seed(seed)
+        out = wm.loss(frames, actions, 1.0, openloop_frames=2)
+        # the metric is the mean of one 2-subset per window: find which
+        match = [(a, b) for a in subsets for b in subsets
+                 if abs(float(err[0, list(a)].mean() + err[1, list(b)].mean()) / 2 - float(out.metrics["openloop"]))
+                 <= 1e-4 * float(err.mean())]
+        assert len(match) >= 1, (out.metrics["openloop"], err)
+        seen.update(match)
+        torch.manual_seed(seed)
+        no_ol = wm.loss(frames, actions)
+        grad = torch.autograd.grad(out.loss - no_ol.loss, actions)[0]  # the subsampled open-loop term alone
+        assert grad.abs().sum() > 0
+    assert len(seen) > 2, seen  # not always the same frames
 
 
 def test_context_decoder_starts_as_copy_and_reads_frame_t():
