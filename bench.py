@@ -12,11 +12,11 @@ Groups:
     wm        world-model forward+backward ms/step: 1m at 64x64 batch 16 x 10 steps; 12m at 128x128 batch 8
     policy    BAKU and DP forward+backward ms/step at batch 32, 64 and 128 px, small and default widths
     pretrain  one joint stage-1 step (small BAKU + 1m world model, 64 px, batch 32, chunk 10)
-    stage1    the stage-1 step as pretrain.py ships it (frame-t context, --openloop_weight 1; a linear
-              stand-in policy from the instruction, batch 8, 10-step windows) for the 2m and 25m world
+    stage1    the stage-1 step as pretrain.py ships it (frame-t context, --openloop_weight 1, --openloop_frames 2;
+              a linear stand-in policy from the instruction, batch 8, 10-step windows) for the 2m and 25m world
               models at 64 and 128 px: the whole step (forward, backward, clip, AdamW) and each part of it
               (forward only: encoder, posterior rollout without the encoder, prior rollout, decoder for
-              the reconstruction and for the open-loop frames; backward; clip + optimizer)
+              the reconstruction and for the 2 open-loop frames; backward; clip + optimizer)
     release   the authors' release world model (the dreamerv3/ folder of github.com/baheytharwat/lawm; --release_dir:
               a checkout of it; needs pyyaml) built as its lawm/algos/baku.py builds it, for its "1m" and "12m"
               profiles, and trained as there (10 frames at 128 px, reconstruction + KL, no open-loop term), with
@@ -137,7 +137,7 @@ if "pretrain" in groups:
     def step():
         pol.zero_grad(set_to_none=True); wm.zero_grad(set_to_none=True)
         z = pol.latent({"agentview": frames[:, 0], "lang": lang})  # (B, n, 7)
-        wm.loss(frames, z, openloop_weight=1.0).loss.backward()
+        wm.loss(frames, z, openloop_weight=1.0, openloop_frames=2).loss.backward()  # pretrain.py's defaults
     results["pretrain_step_small_baku_1m_64px_b32_ms"] = 1000 * timed(step)
 
 if "stage1" in groups:
@@ -155,7 +155,7 @@ if "stage1" in groups:
             key = f"stage1_{size}_{img}px_b8"
 
             def forward():
-                return wm.loss(frames, z(), openloop_weight=1.0).loss
+                return wm.loss(frames, z(), openloop_weight=1.0, openloop_frames=2).loss  # pretrain.py's defaults
 
             def step():
                 opt.zero_grad(set_to_none=True)
@@ -167,7 +167,7 @@ if "stage1" in groups:
                 flat = frames.flatten(0, 1)  # (B*(n+1), 3, H, W)
                 st = wm.observe(frames, z())
                 start = dict(deter=st["deter"][:, 0], stoch=st["stoch"][:, 0])
-                im = wm.imagine(start, z())
+                im = {k: v[:, :2] for k, v in wm.imagine(start, z()).items()}  # the 2 open-loop frames decoded
                 enc = timed(lambda: wm.encoder.maps(flat))
                 parts = {"encoder": enc, "posterior_rollout": timed(lambda: wm.observe(frames, z())) - enc,
                          "prior_rollout": timed(lambda: wm.imagine(start, z())),

@@ -84,8 +84,7 @@ p.add_argument("--dyn_scale", type=float, default=0.5, help="KL balancing: weigh
 p.add_argument("--rep_scale", type=float, default=0.1, help="KL balancing: weight of KL(post||sg(prior))")
 p.add_argument("--openloop_weight", type=float, default=1.0,
                help="weight of the prior-only prediction loss that makes the world model use the latents (0: Dreamer)")
-p.add_argument("--openloop_frames", type=int, default=2, help="of each window's n imagined frames, decode a random "
-               "this many (0 = all): the same loss in expectation at less decoding (docs/speed.md)")
+p.add_argument("--openloop_frames", type=int, default=2, help="decode a random k of the n imagined frames (0: all)")
 p.add_argument("--wm_image_size", type=int, default=None,
                help="world-model frame size (0 = the data's; default 32 for --latents policy, 64 for idm: at 32 px "
                     "the toy arm's motion is too small to read from a frame pair)")
@@ -126,8 +125,8 @@ setup_process()  # line-buffered log lines; on CPU, a warm allocator
 if args.chunk is None:
     args.chunk = 10 if args.policy == "baku" else 16
 check_flags(args, (("chunk", 1), ("latent_dim", 1), ("state_dim", 0), ("frame_skip", 1), ("num_workers", 0),
-                   ("batch_size", 1), ("idm_pairs", 1), ("openloop_frames", 0), ("max_steps", 0), ("warmup", 0), ("eval_every", 1),
-                   ("log_every", 1)),
+                   ("batch_size", 1), ("idm_pairs", 1), ("openloop_frames", 0), ("max_steps", 0), ("warmup", 0),
+                   ("eval_every", 1), ("log_every", 1)),
             ("lr", "policy_lr_scale", "min_lr_frac", "weight_decay", "grad_clip", "free_nats", "dyn_scale",
              "rep_scale", "openloop_weight", "beta1", "beta2"))
 if args.latents == "idm" and (args.idm_pairs > args.chunk or args.detach_latents):

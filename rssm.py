@@ -22,26 +22,24 @@ Loss per frame, averaged over (B, T+1):
     recon = sum over pixels of (decoded - frame)^2
     kl_dyn = dyn_scale * max(free, KL(sg(post) || prior))   trains the prior (dynamics)
     kl_rep = rep_scale * max(free, KL(post || sg(prior)))   keeps the posterior predictable
-KL is summed over the S categoricals. Optional `openloop_weight` adds the same squared error for
-frames 1..T predicted from the first posterior through the PRIOR alone under the actions: without it
-the posterior can explain every frame and the latents get ignored (the dyn KL then sits at the
-free-bits floor; the `kl_floor` metric shows how often). `openloop_frames` K decodes a random K of
-each window's T imagined frames (pretrain.py: 2): the same term in expectation, ~40% less decoding.
+KL is summed over the S categoricals. Optional `openloop_weight` adds the same squared error for frames 1..T
+predicted from the first posterior through the PRIOR alone under the actions: without it the posterior can explain
+every frame and the latents get ignored (the dyn KL then sits at the free-bits floor; the `kl_floor` metric shows how
+often). `openloop_frames` L decodes a random L of each window's T imagined frames (pretrain.py: 2): ~40% less decoding.
 
-Metrics (detached scalars): recon, kl_dyn, kl_rep (the terms above: loss = recon + kl_dyn + kl_rep
-+ openloop_weight * openloop); kl (raw KL(post || prior) in nats, before free bits); prior_entropy,
-post_entropy (nats, summed over S); kl_floor (fraction of transitions 1..T whose KL is at or below
-the free bits: near 1 means the latents may be ignored); openloop (only when openloop_weight > 0).
+Metrics (detached scalars): recon, kl_dyn, kl_rep (the terms above: loss = recon + kl_dyn + kl_rep + openloop_weight
+* openloop); kl (raw KL(post || prior) in nats, before free bits); prior_entropy, post_entropy (nats, summed over S);
+kl_floor (fraction of transitions 1..T whose KL is at or below the free bits: near 1 means the latents may be
+ignored); openloop (only when openloop_weight > 0).
 
-Presets are named by the world model's own parameter count at 128x128 (A=7) and use DreamerV3's
-widths unchanged, except 2m, which is 1m with twice the conv widths (sized for the toy world). Two choices keep the counts near the names: the GRU is DreamerV3's block-diagonal
-one (8 blocks; the release's dense GRU makes its "50m" 116M), and the conv channels stop growing at
-8*depth (DreamerV3's 64px widths), so a 128px decoder's first linear layer does not double.
+Presets are named by the world model's own parameter count at 128x128 (A=7) and use DreamerV3's widths unchanged,
+except 2m, which is 1m with twice the conv widths (sized for the toy world). Two choices keep the counts near the
+names: the GRU is DreamerV3's block-diagonal one (8 blocks; the release's dense GRU makes its "50m" 116M), and the conv
+channels stop growing at 8*depth (DreamerV3's 64px widths), so a 128px decoder's first linear layer does not double.
 
-Symbols: B batch, T transitions in a window (T+1 frames), N images in one conv call (B*(T+1) encoded, B*(T+1+K)
-decoded with K open-loop frames), M windows whose frame t the decoder reads,
-H = W image side, E encoder output size, D deterministic size, G GRU blocks, S categoricals,
-K classes, Z = S*K, F = D + Z feature size, I hidden width, A action size.
+Symbols: B batch, T transitions in a window (T+1 frames), L open-loop frames decoded, N images in one conv call
+(B*(T+1) encoded, B*(T+1+L) decoded), M windows whose frame t the decoder reads, H = W image side, E encoder output
+size, D deterministic size, G GRU blocks, S categoricals, K classes, Z = S*K, F = D + Z, I hidden width, A action size.
 """
 import math
 from dataclasses import dataclass
@@ -59,9 +57,6 @@ PRESETS = {
     "12m": (2048, 8, 32, 16, 16, 256),
     "25m": (3072, 8, 32, 24, 24, 384),
     "50m": (4096, 8, 32, 32, 32, 512),
-    "100m": (6144, 8, 32, 48, 48, 768),
-    "200m": (8192, 8, 32, 64, 64, 1024),
-    "400m": (12288, 8, 32, 96, 96, 1536),
 }
 
 
@@ -375,22 +370,20 @@ class WorldModel(nn.Module):
         return self.decode(self.imagine(start, actions[:, c - 1 :]), st["ctx"]).clamp(0, 1)
 
     def loss(self, frames, actions, openloop_weight: float = 0.0, openloop_frames: int = 0) -> LossOut:
-        """frames (B, T+1, 3, H, W) float in [0,1], actions (B, T, A) -> LossOut (see module docstring).
-        openloop_frames K in 1..T-1: the open-loop term decodes a random K of each window's T frames."""
+        """frames (B, T+1, 3, H, W) float in [0,1], actions (B, T, A) -> LossOut (see module docstring)."""
         assert frames.is_floating_point(), "frames must be float in [0,1] (uint8 / 255)"
         cfg, frames = self.cfg, self.resize(frames.float())
         (B, T1), target = frames.shape[:2], frames[:, 1:]  # target (B, T, 3, H, W): the open-loop frames' truth
         st = self.observe(frames, actions, imagine=openloop_weight > 0)
         states = dict(deter=st["deter"], stoch=st["stoch"])  # (B, T+1, ...) posterior states
         if openloop_weight > 0:  # frames 1..T from the first posterior state through the prior alone
-            im = st["im"]
-            if 0 < openloop_frames < T1 - 1:  # the mean error of K frames drawn at random is an unbiased
-                # estimate of the mean over all T (so is its gradient), for K instead of T decoded frames
-                rows, pick = torch.arange(B)[:, None], torch.rand(B, T1 - 1).argsort(1)[:, :openloop_frames]  # (B, K)
-                im, target = {k: v[rows, pick] for k, v in im.items()}, target[rows, pick]  # (B, K, ...)
-            states = {k: torch.cat([states[k], im[k]], 1) for k in states}  # (B, T+1+K, ...): one decoder call
-        decoded = self.decode(states, st["ctx"])  # (B, T+1 [+K], 3, H, W)
-        decoded, imagined = decoded.split([T1, decoded.shape[1] - T1], 1)  # (B, T+1, ...), (B, K or 0, ...)
+            if 0 < openloop_frames < T1 - 1:  # the mean error of L frames drawn at random is an unbiased
+                # estimate of the mean over all T (so is its gradient), for L instead of T decoded frames
+                rows, pick = torch.arange(B)[:, None], torch.rand(B, T1 - 1).argsort(1)[:, :openloop_frames]  # (B, L)
+                st["im"], target = {k: v[rows, pick] for k, v in st["im"].items()}, target[rows, pick]  # (B, L, ...)
+            states = {k: torch.cat([states[k], st["im"][k]], 1) for k in states}  # (B, T+1+L, ...): one decoder call
+        decoded = self.decode(states, st["ctx"])  # (B, T+1 [+L], 3, H, W)
+        decoded, imagined = decoded.split([T1, decoded.shape[1] - T1], 1)  # (B, T+1, ...), (B, L or 0, ...)
         recon = (decoded - frames).square().sum((2, 3, 4))  # (B, T+1)
         dyn, rep, kl = kl_balance(st["post"], st["prior"], cfg.free_nats)  # (B, T+1) each
         loss = (recon + cfg.dyn_scale * dyn + cfg.rep_scale * rep).mean()

@@ -281,9 +281,9 @@ def test_openloop_shapes_range_metric_and_action_gradient():
 
 
 def test_openloop_frames_scores_a_random_subset_of_the_imagined_frames():
-    """openloop_frames=K: each window's open-loop error is the mean over K of its T imagined frames, a
-    different K from draw to draw (so the mean over draws is the full term), with gradient into the latents;
-    K >= T is the full term."""
+    """openloop_frames=L: each window's open-loop error is the mean over L of its T imagined frames, a
+    different L from draw to draw (so the mean over draws is the full term), with gradient into the latents;
+    L >= T is the full term."""
     wm = make()
     frames, actions = batch(B=2, T=4)
     actions.requires_grad_()
