@@ -16,7 +16,10 @@ Groups:
               a linear stand-in policy from the instruction, batch 8, 10-step windows) for the 2m and 25m world
               models at 64 and 128 px: the whole step (forward, backward, clip, AdamW) and each part of it
               (forward only: encoder, posterior rollout without the encoder, prior rollout, decoder for
-              the reconstruction and for the 2 open-loop frames; backward; clip + optimizer)
+              the reconstruction and for the 2 open-loop frames; backward; clip + optimizer), and the step's
+              FLOPs (matmuls and convolutions, torch's FlopCounterMode), the TFLOP/s they run at and, with
+              --peak_tflops, the model FLOPs utilisation; the 50m model on a GPU in bf16:
+                  python bench.py --only stage1 --stage1_sizes 50m --device cuda --dtype bfloat16 --peak_tflops 989
     release   the authors' release world model (the dreamerv3/ folder of github.com/baheytharwat/lawm; --release_dir:
               a checkout of it; needs pyyaml) built as its lawm/algos/baku.py builds it, for its "1m" and "12m"
               profiles, and trained as there (10 frames at 128 px, reconstruction + KL, no open-loop term), with
@@ -29,10 +32,12 @@ Groups:
 Each timing is the median over --iters runs after one warm-up.
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 
@@ -47,6 +52,11 @@ p.add_argument("--iters", type=int, default=10, help="timed repetitions per meas
 p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
 p.add_argument("--device", default="cpu", help="cpu | cuda")
 p.add_argument("--stage1_sizes", default="2m,25m", help="world-model presets the stage1 group times")
+p.add_argument("--stage1_batch", type=int, default=8, help="stage1 group: windows per step")
+p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+               help="stage1 group: bfloat16 autocasts the step, as pretrain.py does (CUDA only)")
+p.add_argument("--peak_tflops", type=float, default=0.0, help="stage1 group: the device's peak TFLOP/s in --dtype "
+               "(e.g. 989 for an H100 SXM in bf16): adds the model FLOPs utilisation (0 = not reported)")
 p.add_argument("--release_dir", default="", help="release group: a checkout of github.com/baheytharwat/lawm")
 p.add_argument("--out", default="bench.json", help="where the JSON goes (also printed)")
 args = p.parse_args()
@@ -55,6 +65,10 @@ if args.threads:
     torch.set_num_threads(args.threads)
 device = torch.device(args.device)
 groups = args.only.split(",")
+if args.dtype == "bfloat16" and device.type != "cuda":
+    sys.exit(f"error: --dtype bfloat16: expected --device cuda (autocast on CUDA only, as pretrain.py), got {args.device}")
+if args.stage1_batch < 1 or args.peak_tflops < 0:
+    sys.exit(f"error: --stage1_batch, --peak_tflops: expected >= 1 and >= 0, got {args.stage1_batch}, {args.peak_tflops}")
 results = {"device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
            "torch": torch.__version__, "threads": torch.get_num_threads()}
 
@@ -141,7 +155,11 @@ if "pretrain" in groups:
     results["pretrain_step_small_baku_1m_64px_b32_ms"] = 1000 * timed(step)
 
 if "stage1" in groups:
+    from torch.utils.flop_counter import FlopCounterMode
+
     from rssm import WorldModel, WorldModelConfig
+    B = args.stage1_batch
+    amp = torch.autocast("cuda", torch.bfloat16) if args.dtype == "bfloat16" else contextlib.nullcontext()
     for size in args.stage1_sizes.split(","):
         for img in (64, 128):
             torch.manual_seed(0)
@@ -149,13 +167,14 @@ if "stage1" in groups:
             pol = torch.nn.Linear(384, 10 * 7).to(device)  # stand-in policy: instruction -> 10 latents of 7
             params = list(wm.parameters()) + list(pol.parameters())
             opt = torch.optim.AdamW(params, lr=1e-4, fused=True)  # as pretrain.py
-            frames = torch.rand(8, 11, 3, img, img, device=device)  # (B, n+1, 3, H, W)
-            lang = torch.randn(8, 384, device=device)
-            z = lambda: pol(lang).view(8, 10, 7)  # (B, n, A)
-            key = f"stage1_{size}_{img}px_b8"
+            frames = torch.rand(B, 11, 3, img, img, device=device)  # (B, n+1, 3, H, W)
+            lang = torch.randn(B, 384, device=device)
+            z = lambda: pol(lang).view(B, 10, 7)  # (B, n, A)
+            key = f"stage1_{size}_{img}px_b{B}" + ("_bf16" if args.dtype == "bfloat16" else "")
 
             def forward():
-                return wm.loss(frames, z(), openloop_weight=1.0, openloop_frames=2).loss  # pretrain.py's defaults
+                with amp:
+                    return wm.loss(frames, z(), openloop_weight=1.0, openloop_frames=2).loss  # pretrain.py's defaults
 
             def step():
                 opt.zero_grad(set_to_none=True)
@@ -163,6 +182,12 @@ if "stage1" in groups:
                 torch.nn.utils.clip_grad_norm_(params, 100.0)
                 opt.step()
             results[f"{key}_step_ms"] = 1000 * timed(step)
+            with FlopCounterMode(display=False) as flop_count:  # the matmuls and convolutions of one step
+                forward().backward()
+            tflops = flop_count.get_total_flops() / results[f"{key}_step_ms"] / 1e9  # FLOPs per ms -> TFLOP/s
+            results[f"{key}_gflop"], results[f"{key}_tflops"] = flop_count.get_total_flops() / 1e9, tflops
+            if args.peak_tflops:
+                results[f"{key}_mfu"] = tflops / args.peak_tflops
             with torch.no_grad():  # the parts, forward only, on the same inputs
                 flat = frames.flatten(0, 1)  # (B*(n+1), 3, H, W)
                 st = wm.observe(frames, z())
@@ -181,9 +206,7 @@ if "stage1" in groups:
             results.update({f"{key}_{k}_ms": 1000 * v for k, v in parts.items()})
 
 if "release" in groups:
-    import contextlib
     import io
-    import sys
     import types
     import warnings
 

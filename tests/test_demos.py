@@ -31,5 +31,7 @@ def test_bench_reports_every_group(tmp_path):
     keys = ["toyworld_steps_per_s", "pretrain_windows_per_s", "demo_windows_per_s", "wm_1m_64px_b16_ms",
             "wm_12m_128px_b8_ms", "policy_baku_small_64px_b32_ms", "policy_diffusion_default_128px_b32_ms",
             "pretrain_step_small_baku_1m_64px_b32_ms", "stage1_1m_128px_b8_step_ms", "stage1_1m_64px_b8_backward_ms",
-            "stage1_1m_128px_b8_decoder_openloop_ms"]
+            "stage1_1m_128px_b8_decoder_openloop_ms", "stage1_1m_128px_b8_gflop", "stage1_1m_128px_b8_tflops"]
     assert all(res[k] > 0 for k in keys), res
+    # the step's FLOPs are mostly convolutions, which grow with the pixels: 4x the pixels, > 2x the FLOPs
+    assert res["stage1_1m_128px_b8_gflop"] > 2 * res["stage1_1m_64px_b8_gflop"] > 0, res
