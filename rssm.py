@@ -377,9 +377,9 @@ class WorldModel(nn.Module):
         st = self.observe(frames, actions, imagine=openloop_weight > 0)
         states = dict(deter=st["deter"], stoch=st["stoch"])  # (B, T+1, ...) posterior states
         if openloop_weight > 0:  # frames 1..T from the first posterior state through the prior alone
-            if 0 < openloop_frames < T1 - 1:  # the mean error of L frames drawn at random is an unbiased
-                # estimate of the mean over all T (so is its gradient), for L instead of T decoded frames
-                rows, pick = torch.arange(B)[:, None], torch.rand(B, T1 - 1).argsort(1)[:, :openloop_frames]  # (B, L)
+            if 0 < openloop_frames < T1 - 1:  # a random L of the T: an unbiased estimate of their mean error
+                pick = torch.rand(B, T1 - 1, device=frames.device).argsort(1)[:, :openloop_frames]  # (B, L)
+                rows = torch.arange(B, device=frames.device)[:, None]  # (B, 1)
                 st["im"], target = {k: v[rows, pick] for k, v in st["im"].items()}, target[rows, pick]  # (B, L, ...)
             states = {k: torch.cat([states[k], st["im"][k]], 1) for k in states}  # (B, T+1+L, ...): one decoder call
         decoded = self.decode(states, st["ctx"])  # (B, T+1 [+L], 3, H, W)
