@@ -184,10 +184,11 @@ if "stage1" in groups:
             results[f"{key}_step_ms"] = 1000 * timed(step)
             with FlopCounterMode(display=False) as flop_count:  # the matmuls and convolutions of one step
                 forward().backward()
-            tflops = flop_count.get_total_flops() / results[f"{key}_step_ms"] / 1e9  # FLOPs per ms -> TFLOP/s
-            results[f"{key}_gflop"], results[f"{key}_tflops"] = flop_count.get_total_flops() / 1e9, tflops
+            gflop = flop_count.get_total_flops() / 1e9
+            results[f"{key}_gflop"] = gflop
+            results[f"{key}_tflops"] = gflop / results[f"{key}_step_ms"]  # GFLOP per ms = TFLOP/s
             if args.peak_tflops:
-                results[f"{key}_mfu"] = tflops / args.peak_tflops
+                results[f"{key}_mfu"] = results[f"{key}_tflops"] / args.peak_tflops
             with torch.no_grad():  # the parts, forward only, on the same inputs
                 flat = frames.flatten(0, 1)  # (B*(n+1), 3, H, W)
                 st = wm.observe(frames, z())
