@@ -26,13 +26,14 @@ or key is absent.
 
 What each source becomes
     bdv2: obs/agentview_rgb = images0, obs/state = obs_dict full_state (7), actions (T, 7), instruction =
-    first lang.txt line; 5 Hz. ssv2: obs/agentview_rgb only, instruction = the filled-in label, task =
-    template; 12 fps / --frame_skip.
+    first lang.txt line, task_type = episodes.task_family(instruction) (put/move/remove/take/other); 5 Hz.
+    ssv2: obs/agentview_rgb only, instruction = the filled-in label, task = template; 12 fps / --frame_skip.
     libero: obs/agentview_rgb, obs/eye_in_hand_rgb = the official frames flipped upright (img[::-1]) and
     resized; obs/ee_states (6), gripper_states (2), joint_states (7) and actions (T, 7) as float32; instruction =
     the language LIBERO trains with, from the file name <task>_demo.hdf5 (not problem_info's BDDL text); task =
-    <task>; 20 fps. Every source file is checked (check_official) before anything is written; libero.json in
-    --out records the sources and options, and a rerun with other ones stops instead of mixing shards.
+    <task>, task_type = episodes.task_family(instruction); 20 fps. Every source file is checked (check_official)
+    before anything is written; libero.json in --out records the sources and options, and a rerun with other
+    ones stops instead of mixing shards.
 """
 import argparse
 import collections
@@ -52,7 +53,8 @@ from tqdm import tqdm
 
 import libero_sim
 from data import find_episode_files
-from episodes import CAMERAS, FORMAT_VERSION, DataError, check_demo, demo_keys, fail, open_hdf5, read_error, scan_file
+from episodes import (CAMERAS, FORMAT_VERSION, DataError, check_demo, demo_keys, fail, open_hdf5, read_error, scan_file,
+                      task_family)
 from run import check_out_dir
 
 BDV2_FPS, SSV2_FPS = 5, 12  # BridgeData v2 control rate; SSv2 native frame rate (before --frame_skip)
@@ -67,15 +69,16 @@ TOY_FPS = 10
 # ----------------------------------------------------------------------------------------------
 # the writer of every episode file (episodes.py's docstring has the layout)
 
-def write_episodes(path, episodes, source, fps):
-    """Write episodes (a list, or any iterable: it is streamed, never held whole) to one file.
+def write_episodes(path, episodes, source, fps, attrs=None):
+    """Write episodes (a list, or any iterable: it is streamed, never held whole) to one file; attrs: more
+    data.attrs (label.py: actions_source).
     Atomic: written to path.tmp, checked, then renamed; on any error nothing is left behind."""
     tmp = f"{path}.tmp"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
         with h5py.File(tmp, "w") as f:
             data = f.create_group("data")
-            data.attrs.update(source=source, fps=fps, format_version=FORMAT_VERSION)
+            data.attrs.update(source=source, fps=fps, format_version=FORMAT_VERSION, **(attrs or {}))
             n = 0
             for n, ep in enumerate(episodes, 1):
                 key, obs, actions = f"data/demo_{n - 1}", ep["obs"], ep.get("actions")
@@ -286,7 +289,7 @@ def _bdv2_episode(traj, image_size, min_frames):
         except Exception as e:
             raise Skip(f"unreadable image: {os.path.basename(path)}: {type(e).__name__}")
     ep = {"obs": {"agentview_rgb": frames}, "actions": acts[:T], "instruction": instruction,
-          "task": instruction, "task_type": "bdv2"}
+          "task": instruction, "task_type": task_family(instruction)}
     if state is not None:
         ep["obs"]["state"] = state[shift:shift + T]
     return ep
@@ -450,7 +453,7 @@ def _libero_episode(item, image_size, cameras):
     except OSError as e:  # a corrupt chunk: check_official reads shapes, not pixels
         fail(path, key, "readable data", f"a read error ({str(e).splitlines()[0]})")
     return {"obs": obs, "actions": actions, "instruction": instruction, "task": task,
-            "task_type": libero_sim.task_type(instruction)}
+            "task_type": task_family(instruction)}
 
 
 def convert_libero(args):

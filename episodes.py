@@ -5,6 +5,7 @@ Bad input is a DataError whose message is one line, "<file>: <key>: expected ...
 Layout (every source; the robomimic/LIBERO one)
     <name>.hdf5
       data/                  attrs: source (toy|libero|bdv2|ssv2), fps, image_size, format_version
+                             (+ actions_source: 'predicted: ...' where label.py wrote the actions)
         demo_<i>/            attrs: num_samples = T, instruction, task, task_type (+ seed for toy)
           obs/agentview_rgb    uint8   (T, S, S, 3)  main camera, stored UPRIGHT, S = image_size
           obs/eye_in_hand_rgb  uint8   (T, S, S, 3)  optional wrist camera
@@ -21,14 +22,40 @@ Toy files (python convert.py toy; toyworld.py is the simulator)
     Seeds: evaluate.py uses seeds 0 .. N-1 (N < 1_000_000). Here file d (1 target_demos, 2 source_demos,
     3 source_video) uses seeds 10_000_000 * --seed + 1_000_000 * d + k, k = 0, 1, ... so no two files,
     and no file and the evaluation, share a seed. Each demo records its seed in attrs["seed"].
+
+Task families (task_family): the paper's Table III reports CCA per task type, Put, Move, Remove, Take.
+Every converter that has instructions stores task_type = task_family(instruction) (toy: toyworld's own
+family, the same by test), and cca.py groups by task_family(instruction), so files converted before this
+rule existed group the same way. docs/method.md counts which real instructions fall in "other".
 """
 import os
+import re
 
 import h5py
 import numpy as np
 
 FORMAT_VERSION = 1
 CAMERAS = {"agentview": "agentview_rgb", "wrist": "eye_in_hand_rgb"}  # policy name -> obs key on disk
+
+
+# The paper's four task types, each with the verbs that name it (BridgeData v2 and LIBERO phrasing).
+FAMILY_VERBS = {"put": ("put", "place", "set", "stack", "insert", "drop"),
+                "move": ("move", "push", "slide", "shift", "drag"),
+                "remove": ("remove",),
+                "take": ("take", "pick", "grab", "grasp", "lift", "get", "retrieve")}
+_FAMILY_OF = {v: f for f, verbs in FAMILY_VERBS.items() for v in verbs}
+
+
+def task_family(instruction):
+    """put | move | remove | take | other: the family of the instruction's verb, its first word
+    ("remove the lid from the pot" -> remove). A grasp followed by a placing clause is put, not take:
+    "pick up the milk and place it in the basket" (LIBERO's pick-and-place) succeeds when the milk is
+    placed, as "put the milk in the basket" does; "pick up the blue block" alone is take."""
+    words = re.findall(r"[a-z]+", instruction.lower())  # "Put the spoon in the pot." -> put, the, ...
+    family = _FAMILY_OF.get(words[0], "other") if words else "other"
+    # the first word of each later " and " clause: "pick up the yellow and white mug and place it ..."
+    later = [c.split()[0] for c in re.split(r"\band\b", " ".join(words))[1:] if c.split()]
+    return "put" if family == "take" and any(_FAMILY_OF.get(v) == "put" for v in later) else family
 
 
 class DataError(Exception):
@@ -111,6 +138,7 @@ def scan_file(path):
                 check_demo(path, key, T, size, images, lowdim, actions)
                 demos.append(dict(key=key, T=T, cameras=list(images), lowdim=lowdim, actions=actions, path=path,
                                   seed=int(g.attrs.get("seed", -1)),
+                                  actions_source=str(attrs.get("actions_source", "recorded")),
                                   **{a: str(g.attrs[a]) for a in ("instruction", "task", "task_type")}))
         return size, demos
     except DataError:

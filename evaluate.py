@@ -28,7 +28,6 @@ success/overall and success/<family>, a table of the per-task rows and the video
 """
 import argparse
 import json
-import math
 import os
 import sys
 from importlib import metadata
@@ -40,6 +39,8 @@ from tqdm import tqdm
 import libero_sim
 import toyworld
 from data import embed_instructions, unnormalize_actions
+from episodes import task_family
+from intervals import wilson
 from run import (CheckpointError, add_wandb_flags, check_flags, check_out_dir, load_checkpoint, policy_from_checkpoint,
                  save_video, setup_process, wandb_evaluation)
 
@@ -73,6 +74,9 @@ if args.gifs is not None:  # callers written before --videos keep getting GIFs
     args.videos, args.video_format = args.gifs, "gif"
 # bad flags stop here with one line, before the checkpoint is read or any episode runs
 check_flags(args, (("episodes", 1), ("max_steps", 0), ("envs", 0), ("videos", 0)))
+if args.suite == "toy" and args.first_init != 0:  # the toy has no fixed init states: its episodes are seeds
+    sys.exit(f"error: --first_init: expected 0 on the toy (LIBERO's fixed init states only; the toy's episode i uses "
+             f"seed --seed + i: move them with --seed), got {args.first_init}")
 if args.device == "auto":
     args.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 device = torch.device(args.device)
@@ -102,7 +106,7 @@ def suite_tasks(suite):
     """[(task name, family, instruction, step limit)] in the suite's order (a task's index is its id)."""
     if suite == "toy":
         return [(t, toyworld.task_family(t), toyworld.instruction(t), toyworld.MAX_STEPS) for t in toyworld.TASKS]
-    return [(t["name"], libero_sim.task_type(t["language"]), t["language"], libero_sim.SUITES[suite])
+    return [(t["name"], task_family(t["language"]), t["language"], libero_sim.SUITES[suite])
             for t in libero_sim.suite_tasks(suite)]
 
 
@@ -119,14 +123,9 @@ def to_policy_obs(raw, lang):
 
 
 # -------------------------------------------------------------------------------------------------
-def rate(k, n, z=1.96):
-    """k successes out of n: the rate and its Wilson score 95% interval."""
-    p_hat, lo, hi = k / max(n, 1), 0.0, 0.0
-    if n:
-        centre = (p_hat + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * math.sqrt(p_hat * (1 - p_hat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        lo, hi = max(0.0, centre - half), min(1.0, centre + half)
-    return {"successes": k, "episodes": n, "success_rate": p_hat, "ci95": [lo, hi]}
+def rate(k, n):
+    """k successes out of n: the rate and its Wilson score 95% interval (intervals.py)."""
+    return {"successes": k, "episodes": n, "success_rate": k / max(n, 1), "ci95": wilson(k, n)}
 
 
 tasks = suite_tasks(args.suite)

@@ -99,11 +99,6 @@ def _quiet_import():
 
 # -------------------------------------------------------------------------------------------------
 # suites and tasks
-def task_type(language):
-    """A task's family for CCA: the instruction's verb ("pick up ... and place" -> "pick", "put", "open")."""
-    return language.split()[0].lower()
-
-
 def _suite(suite):
     import contextlib
     import io

@@ -90,6 +90,7 @@ def test_bdv2_frames_actions_latency_and_skips(bridge, tmp_path):
     assert "1 no instruction" in r.stdout and "1 unreadable image" in r.stdout
     eps = episodes(tmp_path / "out")  # sorted paths: 00/2022-05-01 traj0, traj1, then 01/2021-06-01 traj0
     assert [e["instruction"] for e in eps] == ["put the spoon in the pot", "wipe the table", "put the spoon in the pot"]
+    assert [e["task_type"] for e in eps] == ["put", "other", "put"]  # episodes.task_family, the paper's CCA groups
     with data.h5py.File(data.find_episode_files(str(tmp_path / "out"))[0]) as f:
         assert f["data"].attrs["source"] == "bdv2" and f["data"].attrs["image_size"] == S
     for ep, N, shift in zip(eps, (8, 6, 9), (0, 0, 1)):
@@ -224,7 +225,7 @@ def test_mixture_over_converted_shards(bridge, something, tmp_path):
     sampler = data.MixtureBatches([len(s) for s in sets], [0.5, 0.5], batch_size=8, seed=0)
     batch = next(iter(torch.utils.data.DataLoader(cat, batch_sampler=sampler)))
     assert batch["frames"].shape == (8, 3, 3, 32, 32) and batch["frames"].dtype == torch.uint8
-    assert set(batch["task_type"]) <= {"bdv2", "ssv2"}
+    assert set(batch["task_type"]) <= {"put", "other", "ssv2"}  # bdv2: episodes.task_family(instruction)
     cmd = [sys.executable, os.path.join(ROOT, "pretrain.py"), "--data", "bdv2,ssv2", "--chunk", "2", "--wm_size", "1m",
            "--batch_size", "4", "--max_steps", "1", "--warmup", "1", "--device", "cpu", "--out_dir", "pt"]
     r = subprocess.run(cmd + ["--mix", "0.25,0.75"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)

