@@ -85,6 +85,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from intervals import t_interval, wilson  # the tables' 95% intervals (stdlib only)
+
 # per environment: the arms it knows, its default arms and budgets (flags left unset take these)
 ENVS = {
     "toy": dict(known=("scratch", "oracle", "sup_source", "wm_target", "wm_source", "wm_detach", "idm_source",
@@ -361,26 +363,8 @@ def unit(key):
 parallel(unit, list(dirs))
 
 # -------------------------------------------------------------------------------------------------
-# aggregate, from the records alone: success per arm with 95% intervals over seeds (t) and over all
-# episodes (Wilson); paired differences to scratch per seed
-T975 = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13]  # df 1..15
-
-
-def t_interval(xs):
-    """Mean and 95% t-interval of per-seed values (nan bounds with one seed)."""
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return m, [float("nan")] * 2
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
-    h = T975[min(len(xs) - 2, len(T975) - 1)] * sd / math.sqrt(len(xs))
-    return m, [m - h, m + h]
-
-
-def wilson(k, n, z=1.96):
-    c, h = (k + z * z / 2) / (n + z * z), z * math.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
-    return [c - h, c + h]
-
-
+# aggregate, from the records alone: success per arm with 95% intervals over seeds (t, intervals.py: any
+# number of seeds) and over all episodes (Wilson); paired differences to scratch per seed
 recs = {key: json.load(open(record_path(key))) for key in dirs}
 res, seeds = {}, range(args.seeds)
 mean = lambda xs: sum(xs) / len(xs)

@@ -16,11 +16,13 @@ Decision rule, written before any unit ran (the comparison's): the wrist camera 
 """
 import concurrent.futures as cf
 import json
-import math
 import os
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repository
+from intervals import t_interval, wilson  # noqa: E402  the comparison's intervals, one implementation
 
 RUNS, REC = "runs/libero_wrist", "results/libero_wrist"
 ARMS = {"agentview": "agentview", "wrist": "agentview,wrist"}
@@ -80,12 +82,6 @@ def unit(arm, s, demos):
     os.replace(rec + ".tmp", rec)
 
 
-def wilson(k, n, z=1.96):
-    p, d = k / n, 1 + z * z / n
-    c, h = (p + z * z / (2 * n)) / d, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return 100 * (c - h), 100 * (c + h)
-
-
 if __name__ == "__main__":
     os.makedirs(REC, exist_ok=True)
     demos = data()
@@ -98,13 +94,11 @@ if __name__ == "__main__":
     for a in ARMS:
         k = sum(recs[a, s]["success"]["successes"] for s in SEEDS)
         n = sum(recs[a, s]["success"]["episodes"] for s in SEEDS)
-        lo, hi = wilson(k, n)
+        lo, hi = (100 * x for x in wilson(k, n))
         per = "/".join(f"{100 * recs[a, s]['success']['success_rate']:.0f}" for s in SEEDS)
         print(f"| {a} | {per} | {100 * k / n:.1f} [{lo:.1f}, {hi:.1f}] |")
     diffs = [100 * (recs["wrist", s]["success"]["success_rate"] - recs["agentview", s]["success"]["success_rate"])
              for s in SEEDS]
-    m = sum(diffs) / len(diffs)
-    sd = math.sqrt(sum((x - m) ** 2 for x in diffs) / (len(diffs) - 1))
-    t = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}[len(diffs) - 1]
+    m, (lo, hi) = t_interval(diffs)
     print(f"wrist - agentview, paired by seed: {' '.join(f'{x:+.0f}' for x in diffs)}; mean {m:+.1f} points, "
-          f"95% t-interval [{m - t * sd / math.sqrt(len(diffs)):+.1f}, {m + t * sd / math.sqrt(len(diffs)):+.1f}]")
+          f"95% t-interval [{lo:+.1f}, {hi:+.1f}]")
