@@ -14,9 +14,11 @@ simulator.
     python convert.py libero-expert --suite libero_object --demos 20 --out data/libero_expert --workers 2
         # no download: scripted-expert demos recorded in the real simulator (libero_expert.py), in the
         # official schema; convert them with `convert.py libero` like official files
+    python convert.py lerobot --src datasets/libero --out data/libero_lerobot --flip columns \
+        --camera observation.images.image=agentview --action action    # a LeRobot dataset (convert_lerobot.py)
 Bad input stops with one line, "error: <file>: <key>: expected ..., got ...", and no traceback.
 
-Shards. bdv2, ssv2 and libero write <name>_00000.hdf5, <name>_00001.hdf5, ... of --shard_size episodes,
+Shards. bdv2, ssv2, libero and lerobot write <name>_00000.hdf5, <name>_00001.hdf5, ... of --shard_size episodes,
 one write_episodes call each (written to .tmp, then renamed: a shard that exists is complete). The sorted
 input list is cut into runs of --shard_size, so shard i always holds the same inputs and a rerun skips the
 shards that exist (a shard whose inputs were all skipped leaves <name>_<i:05d>.empty). A run that fails
@@ -34,6 +36,8 @@ What each source becomes
     <task>, task_type = episodes.task_family(instruction); 20 fps. Every source file is checked (check_official)
     before anything is written; libero.json in --out records the sources and options, and a rerun with other
     ones stops instead of mixing shards.
+    lerobot: the flags map the dataset's keys (--camera, --action, --state); convert_lerobot.py's docstring has
+    the layouts and rules; lerobot.json records the episodes and options as libero.json does.
 """
 import argparse
 import collections
@@ -51,10 +55,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+import convert_lerobot
 import libero_sim
 from data import find_episode_files
-from episodes import (CAMERAS, FORMAT_VERSION, DataError, check_demo, demo_keys, fail, open_hdf5, read_error, scan_file,
-                      task_family)
+from episodes import (CAMERAS, FORMAT_VERSION, DataError, Skip, check_demo, demo_keys, fail, open_hdf5, read_error,
+                      scan_file, task_family)
 from run import check_out_dir
 
 BDV2_FPS, SSV2_FPS = 5, 12  # BridgeData v2 control rate; SSv2 native frame rate (before --frame_skip)
@@ -109,17 +114,13 @@ def write_episodes(path, episodes, source, fps, attrs=None):
         raise
 
 
-class Skip(Exception):
-    """A raw episode that breaks a rule: reported, counted and left out, never zero-filled."""
-
-
 # ----------------------------------------------------------------------------------------------
-# the shard runner, shared by bdv2, ssv2 and libero
+# the shard runner, shared by bdv2, ssv2, libero and lerobot
 
 def _write_shard(job):
     """Convert the inputs of one shard and write it (runs in a worker). Returns (kept, frames, skipped)."""
     kind, path, items, opts = job
-    make = {"bdv2": _bdv2_episode, "ssv2": _ssv2_episode, "libero": _libero_episode}[kind]
+    make = {"bdv2": _bdv2_episode, "ssv2": _ssv2_episode, "libero": _libero_episode, "lerobot": convert_lerobot.episode}[kind]
     tally, skipped = {"kept": 0, "frames": 0}, []
 
     def episodes():  # streamed into the writer: a shard is never held whole in memory
@@ -133,7 +134,8 @@ def _write_shard(job):
             tally["frames"] += len(ep["obs"]["agentview_rgb"])
             yield ep
     try:
-        fps = SSV2_FPS / opts["frame_skip"] if kind == "ssv2" else {"bdv2": BDV2_FPS, "libero": LIBERO_FPS}[kind]
+        fps = SSV2_FPS / opts["frame_skip"] if kind == "ssv2" else opts["fps"] if kind == "lerobot" else \
+            {"bdv2": BDV2_FPS, "libero": LIBERO_FPS}[kind]
         write_episodes(path, episodes(), kind, fps)
     except DataError:
         if tally["kept"] or len(skipped) < len(items):  # a real error, not "every input was skipped"
@@ -493,6 +495,11 @@ def record_libero_expert(args):
         fail(args.suite, "--suite/--tasks", "a suite and tasks the scripted expert solves", e)
 
 
+def convert_lerobot_dataset(args):
+    items, opts, manifest = convert_lerobot.plan(args)  # reading LeRobot's layouts lives in convert_lerobot.py
+    _convert("lerobot", items, args, opts, manifest)
+
+
 # ---------------------------------------------------------------------------------------------------
 # the toy datasets (toyworld.py's scripted expert) and the check command
 
@@ -597,6 +604,25 @@ if __name__ == "__main__":
     exp.add_argument("--cameras", default="agentview,wrist", help="cameras rendered and recorded (agentview: a quarter "
                      "faster, the same actions, states and agentview frames)")
     exp.set_defaults(run=record_libero_expert)
+    lr = sub.add_parser("lerobot", help="convert a LeRobot dataset folder (v2.0, v2.1, v3.0) into episode shards")
+    lr.add_argument("--src", help="the dataset's folder (meta/info.json, data/, videos/); run with --src alone to list its keys")
+    lr.add_argument("--out", default="data/lerobot", help="output folder of shards")
+    lr.add_argument("--camera", action="append", help="KEY=agentview (required) or KEY=wrist, e.g. "
+                    "observation.images.image=agentview; repeat the flag for a second camera")
+    lr.add_argument("--action", help="the action KEY, e.g. action (none: action-free video, for pretrain.py)")
+    lr.add_argument("--state", action="append", help="a proprio KEY[=NAME] kept as obs/NAME (default NAME: the KEY "
+                    "without 'observation.', dots as _: observation.state -> state); repeatable")
+    lr.add_argument("--flip", default="none", choices=list(convert_lerobot.FLIPS),
+                    help="reverse the frames' rows, columns or both (= rotate 180); LeRobot's LIBERO ports: columns "
+                    "(docs/libero.md)")
+    lr.add_argument("--image_size", type=int, default=128, help="frames squashed to this height and width")
+    lr.add_argument("--tolerance_s", type=float, default=convert_lerobot.TOLERANCE_S,
+                    help="how far a frame's time may be from its row's timestamp (LeRobotDataset's default)")
+    lr.add_argument("--min_frames", type=int, default=17,
+                    help="skip shorter episodes (pretraining windows need chunk*frame_skip+1 frames; DP chunk 16)")
+    lr.add_argument("--shard_size", type=int, default=200, help="episodes per shard file")
+    lr.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    lr.set_defaults(run=convert_lerobot_dataset)
     # bad input stops with one line naming file, key and expectation, and no traceback; --out is checked
     # before any work, so a folder that cannot take the files stops a command before its first episode
     args = p.parse_args()

@@ -4,7 +4,7 @@ Bad input is a DataError whose message is one line, "<file>: <key>: expected ...
 
 Layout (every source; the robomimic/LIBERO one)
     <name>.hdf5
-      data/                  attrs: source (toy|libero|bdv2|ssv2), fps, image_size, format_version
+      data/                  attrs: source (toy|libero|bdv2|ssv2|lerobot), fps, image_size, format_version
                              (+ actions_source: 'predicted: ...' where label.py wrote the actions)
         demo_<i>/            attrs: num_samples = T, instruction, task, task_type (+ seed for toy)
           obs/agentview_rgb    uint8   (T, S, S, 3)  main camera, stored UPRIGHT, S = image_size
@@ -60,6 +60,11 @@ def task_family(instruction):
 
 class DataError(Exception):
     """Bad input, as one line: "<file>: <key>: expected ..., got ..."."""
+
+
+class Skip(Exception):
+    """A raw episode that breaks a rule: reported, counted and left out by a converter (convert.py's shard
+    runner; raised there and in convert_lerobot.py), never zero-filled."""
 
 
 def fail(path, key, expected, got):
