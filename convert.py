@@ -611,7 +611,8 @@ if __name__ == "__main__":
                     "observation.images.image=agentview; repeat the flag for a second camera")
     lr.add_argument("--action", help="the action KEY, e.g. action (none: action-free video, for pretrain.py)")
     lr.add_argument("--state", action="append", help="a proprio KEY[=NAME] kept as obs/NAME (default NAME: the KEY "
-                    "without 'observation.', dots as _: observation.state -> state); repeatable")
+                    "without 'observation.', dots as _: observation.state -> state), or KEY=NAME1:D1,NAME2:D2,... "
+                    "split by columns (LIBERO ports: observation.state=ee_states:6,gripper_states:2); repeatable")
     lr.add_argument("--flip", default="none", choices=list(convert_lerobot.FLIPS),
                     help="reverse the frames' rows, columns or both (= rotate 180); LeRobot's LIBERO ports: columns "
                     "(docs/libero.md)")

@@ -3,7 +3,7 @@
 
     python convert.py lerobot --src datasets/libero --out data/libero_lerobot --flip columns \
         --camera observation.images.image=agentview --camera observation.images.wrist_image=wrist \
-        --action action --state observation.state            # labeled demos, for finetune.py
+        --action action --state observation.state=ee_states:6,gripper_states:2   # labeled demos, for finetune.py
     python convert.py lerobot --src datasets/bridge --out data/bridge_video --camera observation.images.image_0=agentview
         # no --action: action-free video, for pretrain.py
     python convert.py lerobot --src datasets/libero        # no --camera: the error lists the dataset's keys
@@ -30,8 +30,9 @@ its own writer made in tests/data/: see tests/test_lerobot.py)
 What an episode becomes (source "lerobot", fps = info.json's): each --camera KEY=NAME the frames of KEY as
 obs/<agentview_rgb | eye_in_hand_rgb>, --flip'ed, then squashed to --image_size (bilinear, as every
 converter); --action KEY the actions (T, A) as float32 (no --action: video, no actions); each --state
-KEY[=NAME] obs/<NAME> (T, D) float32; instruction = task = the tasks table's text for the rows' task_index,
-task_type = episodes.task_family(instruction). Episodes with an empty instruction are kept and listed.
+KEY[=NAME] obs/<NAME> (T, D) float32 (KEY=NAME1:D1,NAME2:D2 splits its columns in order); instruction = task =
+the tasks table's text for the rows' task_index, task_type = episodes.task_family(instruction). Episodes with
+an empty instruction are kept and listed.
 
 Frames are matched by timestamp, as LeRobotDataset does (decode_video_frames): row i shows the decoded frame
 whose time (pts * time_base) is nearest from_timestamp + timestamp[i] (v2: from_timestamp = 0), and must be
@@ -85,6 +86,21 @@ def _name_map(specs, flag, default):
             fail("arguments", flag, "KEY=NAME, each KEY once", repr(s))
         out[key] = name or default(key)
     return out
+
+
+def _split(key, spec, D):
+    """--state KEY=NAME -> [[NAME, 0, D]]; KEY=NAME1:D1,NAME2:D2 -> consecutive column ranges, D1 + D2 = D (LeRobot's
+    LIBERO observation.state is our ee_states (6) and gripper_states (2) side by side)."""
+    if ":" not in spec:
+        return [[spec, 0, D]]
+    try:
+        parts = [(n, int(w)) for n, w in (p.split(":") for p in spec.split(","))]
+    except ValueError:
+        parts = []
+    if not parts or sum(w for _, w in parts) != D or min(w for _, w in parts) < 1:
+        fail("arguments", "--state", f"{key}=NAME or {key}=NAME:WIDTH,NAME:WIDTH,... with widths adding up to {D}", repr(spec))
+    ends = np.cumsum([w for _, w in parts]).tolist()
+    return [[n, e - w, e] for (n, w), e in zip(parts, ends)]
 
 
 def read_info(src):
@@ -178,10 +194,12 @@ def plan(args):
     cameras = _name_map(args.camera, "--camera", lambda key: "")
     state = _name_map(args.state, "--state", lambda key: key.removeprefix("observation.").replace(".", "_"))
     _check_keys(info, os.path.join(src, "meta", "info.json"), cameras, args.action, state)
+    state = {k: _split(k, n, info["features"][k]["shape"][0]) for k, n in state.items()}  # {key: [[name, lo, hi]]}
+    names = [n for parts in state.values() for n, _, _ in parts]
     if list(cameras.values()).count("agentview") != 1 or len(set(cameras.values())) != len(cameras):
         fail("arguments", "--camera", "KEY=agentview once (and KEY=wrist at most once) (the dataset has: "
              f"{_describe(info['features'])})", repr(args.camera))
-    if any(n.endswith("_rgb") or not n.isidentifier() for n in state.values()) or len(set(state.values())) != len(state):
+    if any(n.endswith("_rgb") or not n.isidentifier() for n in names) or len(set(names)) != len(names):
         fail("arguments", "--state", "distinct names, letters, digits and _, not ending in _rgb", repr(args.state))
     if args.image_size < 1 or args.tolerance_s <= 0 or args.min_frames < 1:
         fail("arguments", "--image_size, --tolerance_s, --min_frames", "positive", (args.image_size, args.tolerance_s, args.min_frames))
@@ -205,7 +223,7 @@ def plan(args):
     print(f"lerobot: {src}: {version}, {info['fps']} fps, {len(items)} episodes, {sum(e['length'] for e in episodes)} "
           f"frames, {len(tasks)} tasks; " + ", ".join(f"{k} -> {CAMERAS[n]}" for k, n in cameras.items())
           + (f", {args.action} -> actions" if args.action else ", no --action: video without actions")
-          + "".join(f", {k} -> obs/{n}" for k, n in state.items()))
+          + "".join(f", {k}[{lo}:{hi}] -> obs/{n}" for k, parts in state.items() for n, lo, hi in parts))
     if empty:
         print(f"lerobot: {len(empty)} episodes with an empty instruction (kept, instruction ''): "
               + ", ".join(empty[:10]) + (", ..." if len(empty) > 10 else ""))
@@ -260,6 +278,8 @@ def _decode(path, start, end, times, tol):
     frames, pts = [], []
     try:
         with av.open(path) as c:
+            if not c.streams.video:  # a file cut short can open with its video stream missing
+                raise Skip(f"unreadable video: {path}: no video stream")
             s = c.streams.video[0]
             if start > 0:  # to the keyframe at or before the span (LeRobot encodes one every 2 frames)
                 c.seek(max(0, round(start / s.time_base) - 1), stream=s, backward=True, any_frame=False)
@@ -328,7 +348,9 @@ def episode(item, cameras, action, state, tasks, fps, image_size, flip, toleranc
         if x.shape[1:3] != (image_size, image_size):  # squashed to a square, bilinear, as every converter
             x = np.stack([np.asarray(Image.fromarray(f).resize((image_size, image_size), Image.BILINEAR)) for f in x])
         obs[out] = np.ascontiguousarray(x)  # (T, S, S, 3)
-    obs.update({n: _floats(table.column(k), k, T) for k, n in state.items()})  # (T, D)
+    for k, parts in state.items():
+        x = _floats(table.column(k), k, T)  # (T, D)
+        obs.update({n: x[:, lo:hi] for n, lo, hi in parts})  # (T, hi - lo) each
     ep_dict = {"obs": obs, "instruction": instruction, "task": instruction, "task_type": task_family(instruction)}
     if action:
         ep_dict["actions"] = _floats(table.column(action), action, T)  # (T, A): a_t is taken after frame t
