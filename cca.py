@@ -4,9 +4,13 @@ Do the latent actions carry action information? CCA between latents and ground-t
 A pretrained policy (pretrain.py checkpoint) is run on labeled demos: every window gives a chunk of
 latents z_t..z_{t+n-1} from frame t, and each latent z_{t+k} is paired with the true action
 a_{t+k} (padding past the episode end is dropped). The first canonical correlation between the
-paired samples is reported per task family (Put/Move/Remove/Take, the paper's Table III groups) and
-overall, next to the same number for randomly initialised policies of the same architecture (the
-mean over --random_seeds of them).
+paired samples is reported per task family and overall, next to the same number for randomly initialised
+policies of the same architecture (the mean over --random_seeds of them). The families are the paper's
+Table III groups, in its order: Put, Move, Remove, Take, from each demo's instruction by its verb
+(episodes.task_family; anything else is "other"), so BridgeData, LIBERO and toy files group alike.
+Windows span the checkpoint's --frame_skip: latent z_{t+k} drives frames t+ks -> t+(k+1)s in
+pretraining, and is paired here with the action a_{t+ks} (data.DemoWindows). Diffusion Policy's latents
+start from noise: every policy draws it from --seed, so a rerun prints the same numbers.
 
 Held out by episode: the canonical directions are fitted on half of the episodes and the correlation
 is measured on the other half (and the halves swapped; the mean is reported). Windows of one episode
@@ -23,6 +27,7 @@ A checkpoint of `pretrain.py --latents idm` gets the same table for its inverse-
 latents (z_t from frames t and t+1, paired with a_t; random-init IDMs as the baseline), below the policy's.
 
     python cca.py --ckpt runs/pretrain/ckpt.pt                   # toy: data/toy/target_demos.hdf5
+    python cca.py --ckpt runs/bdv2/ckpt.pt --data data/bdv2       # the paper's Table III: BridgeData's own demos
     python cca.py --ckpt runs/bdv2/ckpt.pt --data data/libero_90
 
 Outputs in --out_dir (default: <ckpt dir>/cca): cca.json and cca.md.
@@ -37,7 +42,7 @@ import torch
 
 import idm
 from data import DemoWindows, find_episode_files
-from episodes import DataError
+from episodes import FAMILY_VERBS, DataError, task_family
 from policies import make_policy
 from run import CheckpointError, check_flags, check_out_dir, load_checkpoint, policy_from_checkpoint, setup_process
 
@@ -93,9 +98,9 @@ def instruction_share(x, instruction):
 
 @torch.no_grad()
 def collect(policy, dataset, device, batch_size):
-    """Run the policy on every window; paired (latent, action) samples, their task family and episode,
-    and each window's whole latent chunk (windows, n*d)."""
-    zs, acts, fams, eps, chunks = [], [], [], [], []
+    """Run the policy on every window; paired (latent, action) samples, their episode, and each window's
+    whole latent chunk (windows, n*d)."""
+    zs, acts, eps, chunks = [], [], [], []
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     for batch in loader:
         obs = {"agentview": batch["agentview"].to(device).float() / 255, "lang": batch["lang"].to(device)}
@@ -104,14 +109,15 @@ def collect(policy, dataset, device, batch_size):
         chunks.append(z.flatten(1).numpy())  # (B, n*d)
         zs.append(z[mask].numpy())  # (M, d): z_{t+k} ...
         acts.append(batch["actions"][mask].numpy())  # (M, A): ... paired with a_{t+k}
-        fams += [f for f, m in zip(batch["task_type"], mask.sum(1).tolist()) for _ in range(m)]
         eps.append(batch["episode"][:, None].expand_as(mask)[mask].numpy())  # (M,) episode of each pair
-    return np.concatenate(zs), np.concatenate(acts), np.array(fams), np.concatenate(eps), np.concatenate(chunks)
+    return np.concatenate(zs), np.concatenate(acts), np.concatenate(eps), np.concatenate(chunks)
 
 
 def scores(z, a, fam, ep, args):
-    """Held-out and in-sample first CCA per task family and overall."""
-    groups = {"overall": np.ones(len(z), bool), **{f: fam == f for f in sorted(set(fam))}}
+    """Held-out and in-sample first CCA per task family (the paper's order, then "other") and overall."""
+    order = (*FAMILY_VERBS, "other")
+    fams = sorted(set(fam), key=lambda f: (order.index(f) if f in order else len(order), f))
+    groups = {"overall": np.ones(len(z), bool), **{f: fam == f for f in fams}}
     return {g: {"heldout": heldout_cca(z[m], a[m], ep[m], args.ridge, args.seed),
                 "insample": first_cca(z[m], a[m], args.ridge), "samples": int(m.sum()),
                 "episodes": len(np.unique(ep[m]))} for g, m in groups.items()}
@@ -161,7 +167,9 @@ def main():
     try:
         ckpt = load_checkpoint(args.ckpt, kind="pretrain")
         paths = find_episode_files("data/toy/target_demos.hdf5" if args.data == "toy" else args.data)
-        dataset = DemoWindows(paths, chunk=ckpt["policy_config"]["chunk"], cameras=("agentview",))
+        # the windows pretraining saw: chunk latents, each spanning --frame_skip steps
+        dataset = DemoWindows(paths, chunk=ckpt["policy_config"]["chunk"], cameras=("agentview",),
+                              frame_skip=ckpt["config"]["frame_skip"])
     except (CheckpointError, DataError) as e:
         sys.exit(f"error: {e}")
     if dataset.image_size != ckpt["policy_config"]["image_size"]:
@@ -175,8 +183,10 @@ def main():
         policies.append((f"random_init_{i}", make_policy(ckpt["policy_config"])))
     per, notes = {}, []
     window_instruction = np.array([dataset.episodes[e]["instruction"] for e in dataset.ep])  # loader order
+    family = np.array([task_family(d["instruction"]) for d in dataset.episodes])  # (episodes,)
     for arm, policy in policies:
-        z, a, fam, ep, chunks = collect(policy.to(device).eval(), dataset, device, args.batch_size)
+        torch.manual_seed(args.seed)  # DP's latents denoise noise: the same draws in every run
+        z, a, ep, chunks = collect(policy.to(device).eval(), dataset, device, args.batch_size)
         # collapse check: a chunk that barely varies across windows carries no information, whatever the
         # CCA says (pooled over the chunk's steps, a constant chunk still varies: a clock, not actions)
         spread = float(chunks.std(0).max())
@@ -184,7 +194,7 @@ def main():
         if collapsed:
             notes.append(f"{arm}: latents collapsed, the same chunk for every window (max std over windows "
                          f"{spread:.2e}); its CCA and instruction share are meaningless")
-        per[arm] = scores(z, a, fam, ep, args)
+        per[arm] = scores(z, a, family[ep], ep, args)
         # saturation: a tanh head pinned at +-1 passes no gradient, and stage 2 starts from it
         per[arm] |= {"latent_std": spread, "latent_collapsed": collapsed, "latent_abs": float(np.abs(z).mean()),
                      "latent_saturated": float((np.abs(z) > 0.99).mean()),
@@ -204,7 +214,10 @@ def main():
                     f"variance over windows (random init: {100 * mean_of('latent_instruction_share', rand):.1f}%)"))
     if ckpt["config"].get("latents") == "idm":  # the inverse-dynamics model's own latents, and random IDMs'
         lams = idm.checkpoint_and_random(ckpt, args.random_seeds, args.seed)
-        own = [scores(*idm.demo_latents(lam.to(device).eval(), dataset, device), args) for lam in lams]
+        own = []
+        for lam in lams:
+            z, a, _, ep = idm.demo_latents(lam.to(device).eval(), dataset, device)
+            own.append(scores(z, a, family[ep], ep, args))
         out["idm_results"], out["idm_gate_l"] = with_random(own[0], own[1:])
         out["idm_gate_l_pass"] = all(out["idm_gate_l"].values())
         lines += [""] + table(out["idm_results"], out["idm_gate_l"], len(own) - 1, "IDM")

@@ -22,8 +22,8 @@ the instruction embeddings, so evaluate.py needs no other flags) and log.jsonl. 
 run is refused unless --resume (continue it) or --overwrite (start again) is given, and one run at a
 time holds it. Bad input stops with one line, before anything is written.
 With --wandb (pip install wandb; not in requirements.txt), Weights & Biases gets the flags and every
-log.jsonl row at its step (the eval loss as eval/loss); --resume continues the same wandb run (its
-id is in <out_dir>/wandb_id.txt). WANDB_MODE=offline keeps it in ./wandb/offline-run-*.
+log.jsonl row at its step (the fixed training batch's loss as eval/train_batch_loss); --resume continues the
+same wandb run (its id is in <out_dir>/wandb_id.txt). WANDB_MODE=offline keeps it in ./wandb/offline-run-*.
 """
 import argparse
 import os
@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from data import DemoWindows, StepBatches, find_episode_files
 from episodes import CAMERAS, DataError
-from policies import POLICY_SIZES, make_policy
+from policies import POLICY_SIZES, load_resnet18_convs, make_policy
 from run import (CKPT_VERSION, CheckpointError, RunLog, add_wandb_flags, check_flags, cosine_lr, fail, load_checkpoint,
                  open_run, policy_from_checkpoint, save_checkpoint, setup_device, setup_process)
 
@@ -48,6 +48,8 @@ p.add_argument("--frame_skip", type=int, default=1, help="use every k-th step of
 p.add_argument("--cameras", default="agentview", help="cameras the policy sees (agentview, wrist; --init: some of its)")
 p.add_argument("--state_keys", default="", help="proprio keys under obs/, e.g. ee_states,gripper_states (empty = none)")
 p.add_argument("--aug_shift", type=int, default=4, help="random-shift augmentation in pixels (pad and crop; 0 = off)")
+p.add_argument("--aug_jitter", type=float, default=0.0,
+               help="colour jitter: brightness, contrast, saturation and hue strength (0 = off; the release: 0.3)")
 p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
 # policy
 p.add_argument("--init", default="", help="checkpoint to start from (pretrain.py or finetune.py); empty = from scratch")
@@ -55,6 +57,8 @@ p.add_argument("--keep_action_layer", action="store_true", help="keep the pretra
 p.add_argument("--policy", default="baku", choices=["baku", "diffusion"], help="policy from scratch (not with --init)")
 p.add_argument("--policy_size", default="small", choices=list(POLICY_SIZES), help="widths from scratch (not --init)")
 p.add_argument("--chunk", type=int, default=None, help="action chunk n from scratch (default: BAKU 10, DP 16)")
+p.add_argument("--encoder_weights", default="", help="from scratch: a torchvision ResNet-18 state dict file whose "
+               "convolutions start the image encoder (ImageNet's, as the release; --policy_size default); empty = random")
 # optimization
 p.add_argument("--batch_size", type=int, default=32, help="windows per step per process (paper: 256)")
 p.add_argument("--max_steps", type=int, default=1500, help="optimizer steps (toy default)")
@@ -87,7 +91,9 @@ if not set(cameras) <= set(CAMERAS) or len(set(cameras)) != len(cameras):
     fail(f"--cameras: expected some of {list(CAMERAS)} once each, got {args.cameras!r}")
 check_flags(args, (("chunk", 1), ("frame_skip", 1), ("aug_shift", 0), ("num_workers", 0), ("batch_size", 1),
                    ("max_steps", 0), ("warmup", 0), ("eval_every", 1), ("log_every", 1)),
-            ("lr", "body_lr_scale", "min_lr_frac", "weight_decay", "grad_clip", "beta1", "beta2"))
+            ("lr", "body_lr_scale", "min_lr_frac", "weight_decay", "grad_clip", "beta1", "beta2", "aug_jitter"))
+if args.aug_jitter > 0.5:  # hue beyond half a turn repeats; brightness etc. beyond 1 - s < 0.5 would black out
+    fail(f"--aug_jitter: expected 0 to 0.5, got {args.aug_jitter}")
 config = vars(args)
 
 # -------------------------------------------------------------------------------------------------
@@ -117,6 +123,8 @@ if args.init:
     except CheckpointError as e:
         fail(e)
     chunk = init["policy_config"]["chunk"]
+    if args.encoder_weights:  # the checkpoint brings its own encoder
+        fail(f"--encoder_weights: starts a policy from scratch, not with --init {args.init}")
     if args.chunk is not None and args.chunk != chunk:  # --chunk shapes a policy from scratch only
         fail(f"--chunk: the policy in {args.init} predicts chunks of {chunk}, got {args.chunk}")
     # the policy skips absent inputs explicitly, so any subset of the cameras it was built for works
@@ -153,6 +161,11 @@ if init is not None:
 else:
     policy = make_policy(dict(POLICY_SIZES[args.policy_size][args.policy], kind=args.policy, chunk=chunk,
                               out_dim=action_dim, image_size=image_size, cameras=tuple(cameras), state_dim=state_dim))
+    if args.encoder_weights:
+        try:
+            load_resnet18_convs(policy, args.encoder_weights)
+        except ValueError as e:
+            fail(f"--encoder_weights {e}")
 policy.to(device)
 if master:
     n_pol = sum(t.numel() for t in policy.parameters() if t.requires_grad)  # not DP's EMA copy
@@ -205,11 +218,39 @@ loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers
                                      generator=torch.Generator().manual_seed(args.seed))
 
 
+def color_jitter(x, s):
+    """The release's batch-wise colour jitter (BatchWiseImgColorJitterAug, torchvision's ColorJitter): one
+    brightness, contrast and saturation factor in [1-s, 1+s] and one hue shift in [-s, s] per call, applied in
+    a random order, to each image with probability 0.9. x: (B, 3, H, W) in [0, 1]."""
+    gray = lambda y: (0.2989 * y[:, 0] + 0.587 * y[:, 1] + 0.114 * y[:, 2])[:, None]  # (B, 1, H, W)
+    out = x
+    for op in torch.randperm(4).tolist():
+        f = float(torch.empty(1).uniform_(1 - s, 1 + s)) if op < 3 else float(torch.empty(1).uniform_(-s, s))
+        if op == 0:  # brightness
+            out = (out * f).clamp(0, 1)
+        elif op == 1:  # contrast: towards each image's mean grey
+            out = (f * out + (1 - f) * gray(out).mean((1, 2, 3), keepdim=True)).clamp(0, 1)
+        elif op == 2:  # saturation: towards the image's greyscale
+            out = (f * out + (1 - f) * gray(out)).clamp(0, 1)
+        else:  # hue: RGB -> HSV, rotate H by f of a turn, back (value and saturation unchanged)
+            v, c = out.max(1).values, out.max(1).values - out.min(1).values  # (B, H, W) each
+            r, g, b = out.unbind(1)
+            cs = torch.where(c > 0, c, 1.0)
+            h = torch.where(v == r, ((g - b) / cs) % 6, torch.where(v == g, (b - r) / cs + 2, (r - g) / cs + 4))
+            h, sat = (h / 6 + f) % 1, torch.where(v > 0, c / torch.where(v > 0, v, 1.0), 0.0)
+            k = (torch.tensor([5.0, 3.0, 1.0], device=x.device)[:, None, None] + 6 * h[:, None]) % 6  # (B, 3, H, W)
+            out = v[:, None] * (1 - sat[:, None] * torch.minimum(k, 4 - k).clamp(0, 1))
+    keep = torch.rand(len(x), 1, 1, 1, device=x.device) < 0.1  # the release's epsilon: 10% left as they are
+    return torch.where(keep, x, out)
+
+
 def to_obs(batch, augment):
-    """Batch dict -> policy obs: images to float [0,1] (B, 3, H, W), optional random shift."""
+    """Batch dict -> policy obs: images to float [0,1] (B, 3, H, W), optional colour jitter and random shift."""
     obs = {"lang": batch["lang"].to(device)}
     for cam in cameras:
         x = batch[cam].to(device, non_blocking=True).float().div_(255)  # (B, 3, H, W)
+        if augment and args.aug_jitter > 0:  # before the shift, as the release orders them
+            x = color_jitter(x, args.aug_jitter)
         if augment and args.aug_shift > 0:
             # random shift: replicate-pad, then crop back at a random offset per sample (as BAKU/DrQ)
             s, (B, _, H, W) = args.aug_shift, x.shape
@@ -225,7 +266,8 @@ def to_obs(batch, augment):
     return obs
 
 
-# one fixed batch for the eval loss, the same at every eval
+# one fixed batch of 64 TRAINING windows, the same at every eval, scored without augmentation: it tracks how
+# well the demos are fitted, not generalisation (nothing is held out; closed-loop success is the test)
 eval_idx = torch.linspace(0, len(dataset) - 1, 64).long().tolist()
 try:  # files too big for memory are read per window: a corrupt chunk shows when it is read
     eval_batch = torch.utils.data.default_collate([dataset[i] for i in eval_idx])
@@ -258,7 +300,7 @@ for step in bar:
             "obs_spec": {"cameras": list(cameras), "state_keys": state_keys, "image_size": image_size},
             "lang": {k: v.tolist() for k, v in dataset.lang.items()},
             "rng": {"torch": torch.get_rng_state()}})
-        log.eval(step, {"loss": eval_loss})  # after the save: it is on disk
+        log.eval(step, {"train_batch_loss": eval_loss})  # after the save: it is on disk
     if last_step:
         break
 

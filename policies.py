@@ -90,6 +90,34 @@ class ImageEncoder(nn.Module):
         return self.proj(torch.cat([kx, ky], dim=1))  # (B, 2K) -> (B, W)
 
 
+# torchvision ResNet-18 state-dict names of the convolutions the trunk shares with it (stem, layer1, layer2)
+RESNET18_CONVS = {"stem.0": "conv1", "blocks.2.short.0": "layer2.0.downsample.0",
+                  **{f"blocks.{i}.conv{j}": f"layer{1 + i // 2}.{i % 2}.conv{j}" for i in range(4) for j in (1, 2)}}
+
+
+def load_resnet18_convs(policy, path):
+    """Start every image encoder of the policy (DP: its EMA copy too) from a file holding a torchvision
+    ResNet-18 state dict (ImageNet: resnet18-f37072fd.pth), the 10 convolutions of its stem, layer1 and layer2.
+    Only those: our GroupNorm has no running statistics to take, and BatchNorm's affine terms scale channels
+    normalised by ImageNet's statistics, not per sample (the release's DP, BatchNorm swapped for GroupNorm,
+    also keeps only the convolutions). ValueError, one line: an unreadable file, or the first key missing or
+    shaped otherwise (the trunk must be ResNet-18's: base_channels 64, --policy_size default)."""
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # no such file, not a torch file, pickled objects beyond tensors
+        raise ValueError(f"{path}: expected a torchvision ResNet-18 state dict, got an unreadable file "
+                         f"({type(e).__name__})")
+    for enc in (m for m in policy.modules() if isinstance(m, ImageEncoder)):
+        for ours, theirs in RESNET18_CONVS.items():
+            w, src = enc.get_submodule(ours).weight, sd.get(f"{theirs}.weight") if isinstance(sd, dict) else None
+            if not torch.is_tensor(src) or src.shape != w.shape:
+                raise ValueError(f"{path}: {theirs}.weight: expected {tuple(w.shape)} (a torchvision ResNet-18 "
+                                 f"state dict; --policy_size default), got "
+                                 f"{tuple(src.shape) if torch.is_tensor(src) else 'nothing'}")
+            with torch.no_grad():
+                w.copy_(src)
+
+
 class ObsEncoder(nn.Module):
     """obs dict -> {"lang": (B,W), <camera>: (B,W) for each camera present, "state": (B,W) if present}."""
 

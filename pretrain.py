@@ -52,7 +52,7 @@ import wm_eval
 from data import MixtureBatches, PretrainWindows, StepBatches, find_episode_files
 from episodes import CAMERAS, DataError
 from idm import IDMConfig, LatentActionModel, idm_losses
-from policies import POLICY_SIZES, make_policy
+from policies import POLICY_SIZES, load_resnet18_convs, make_policy
 from rssm import PRESETS, WorldModel, WorldModelConfig
 from run import (CKPT_VERSION, CheckpointError, RunLog, add_wandb_flags, check_flags, cosine_lr, fail, load_checkpoint,
                  open_run, save_checkpoint, setup_device, setup_process)
@@ -72,6 +72,8 @@ p.add_argument("--cameras", default="agentview", help="cameras of the stage-2 po
 p.add_argument("--state_dim", type=int, default=0, help="proprio size of the stage-2 policy (0 = none; video has none)")
 p.add_argument("--init_policy", default="", help="start the policy from a checkpoint, e.g. a supervised finetune.py "
                "one whose action size is --latent_dim (a positive control for the gates: its latents are actions)")
+p.add_argument("--encoder_weights", default="", help="a torchvision ResNet-18 state dict file whose convolutions "
+               "start the image encoder (ImageNet's, as the release; --policy_size default); empty = random")
 p.add_argument("--detach_latents", action="store_true",
                help="ablation: stop the gradient into the policy (what the authors' release does by accident)")
 # world model
@@ -133,6 +135,8 @@ if args.latents == "idm" and (args.idm_pairs > args.chunk or args.detach_latents
     fail(f"--idm_pairs, --detach_latents: expected at most --chunk ({args.chunk}) transitions per window and no "
          f"--detach_latents with --latents idm (its policy gets no world-model gradient anyway), got "
          f"{args.idm_pairs}, {args.detach_latents}")
+if args.encoder_weights and args.init_policy:
+    fail(f"--encoder_weights: starts the policy from scratch, not with --init_policy {args.init_policy}")
 if args.wm_image_size and (args.wm_image_size < 16 or args.wm_image_size & (args.wm_image_size - 1)):
     fail(f"--wm_image_size: expected 0 or a power of two >= 16 (the world model's convs halve it to 4), "
          f"got {args.wm_image_size}")
@@ -211,6 +215,11 @@ policy_cfg = dict(POLICY_SIZES[args.policy_size][args.policy], kind=args.policy,
                   out_dim=args.latent_dim, image_size=image_size, cameras=tuple(cameras),
                   state_dim=args.state_dim)
 policy = make_policy(policy_cfg)
+if args.encoder_weights:
+    try:
+        load_resnet18_convs(policy, args.encoder_weights)
+    except ValueError as e:
+        fail(f"--encoder_weights {e}")
 if args.init_policy:  # the positive control: a policy whose outputs are already (normalised) actions
     try:
         policy.load_state_dict(load_checkpoint(args.init_policy, policy_config=policy_cfg)["policy"])

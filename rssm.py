@@ -57,6 +57,11 @@ PRESETS = {
     "12m": (2048, 8, 32, 16, 16, 256),
     "25m": (3072, 8, 32, 24, 24, 384),
     "50m": (4096, 8, 32, 32, 32, 512),
+    # DreamerV3's larger sizes (the release's config has them too): the paper's Fig. 6 scales the world
+    # model past 50m; on a GPU these redo it (pretrain.py --wm_size 100m ...)
+    "100m": (6144, 8, 32, 48, 48, 768),
+    "200m": (8192, 8, 32, 64, 64, 1024),
+    "400m": (12288, 8, 32, 96, 96, 1536),
 }
 
 

@@ -91,6 +91,61 @@ def test_default_parameter_counts():
     assert sum(t.numel() for t in d.ema.parameters()) == count(d)  # the EMA mirrors every trained tensor
 
 
+def resnet18_state_dict(seed=0):
+    """A random state dict in torchvision's ResNet-18 layout (its names and shapes, BatchNorm buffers and the
+    ImageNet head included), as `torch.save(torchvision.models.resnet18().state_dict(), path)` writes it."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {"conv1.weight": torch.randn(64, 3, 7, 7, generator=g)}
+    bn = lambda name, c: {f"{name}.{k}": v for k, v in dict(  # noqa: E731
+        weight=torch.rand(c, generator=g), bias=torch.randn(c, generator=g), running_mean=torch.randn(c, generator=g),
+        running_var=torch.rand(c, generator=g), num_batches_tracked=torch.tensor(100)).items()}
+    sd |= bn("bn1", 64)
+    for layer, (cin, c) in enumerate(((64, 64), (64, 128), (128, 256), (256, 512)), 1):
+        for b in (0, 1):
+            i = cin if b == 0 else c
+            sd |= {f"layer{layer}.{b}.conv1.weight": torch.randn(c, i, 3, 3, generator=g),
+                   f"layer{layer}.{b}.conv2.weight": torch.randn(c, c, 3, 3, generator=g)}
+            sd |= bn(f"layer{layer}.{b}.bn1", c) | bn(f"layer{layer}.{b}.bn2", c)
+        if layer > 1:
+            sd |= {f"layer{layer}.0.downsample.0.weight": torch.randn(c, cin, 1, 1, generator=g)}
+            sd |= bn(f"layer{layer}.0.downsample.1", c)
+    return sd | {"fc.weight": torch.randn(1000, 512, generator=g), "fc.bias": torch.randn(1000, generator=g)}
+
+
+@pytest.mark.parametrize("kind", ["baku", "diffusion"])
+def test_resnet18_convolutions_load_into_the_trunk(kind, tmp_path):
+    """--encoder_weights: the 10 convolutions of torchvision's stem, layer1 and layer2 land in the trunk (DP: in
+    its EMA copy too), everything else keeps its fresh init; a trunk of other widths is refused in one line."""
+    from policies import load_resnet18_convs
+    sd = resnet18_state_dict()
+    torch.save(sd, tmp_path / "resnet18.pth")
+    torch.manual_seed(0)
+    cfg = dict(kind=kind, base_channels=64, width=64, image_size=32)
+    cfg |= dict(layers=1) if kind == "baku" else dict(down_dims=(32, 64), step_dim=32)
+    fresh = make_policy(cfg).state_dict()
+    torch.manual_seed(0)
+    policy = make_policy(cfg)
+    load_resnet18_convs(policy, str(tmp_path / "resnet18.pth"))
+    loaded = policy.state_dict()
+    pairs = {"stem.0": "conv1", "blocks.0.conv1": "layer1.0.conv1", "blocks.0.conv2": "layer1.0.conv2",
+             "blocks.1.conv1": "layer1.1.conv1", "blocks.1.conv2": "layer1.1.conv2", "blocks.2.conv1": "layer2.0.conv1",
+             "blocks.2.conv2": "layer2.0.conv2", "blocks.2.short.0": "layer2.0.downsample.0",
+             "blocks.3.conv1": "layer2.1.conv1", "blocks.3.conv2": "layer2.1.conv2"}
+    prefixes = ["obs_encoder.image."] if kind == "baku" else ["net.obs_encoder.image.", "ema.obs_encoder.image."]
+    want = {f"{p}{ours}.weight": theirs for p in prefixes for ours, theirs in pairs.items()}
+    for k in loaded:
+        if k in want:
+            assert torch.equal(loaded[k], sd[f"{want[k]}.weight"]), k
+        else:  # GroupNorm, FiLM, keypoint projection, the rest of the policy: untouched
+            assert torch.equal(loaded[k], fresh[k]), k
+    assert len(want) == (10 if kind == "baku" else 20)
+    small_policy = small(kind)  # base_channels 16: not ResNet-18's widths
+    with pytest.raises(ValueError, match=r"resnet18.pth: conv1.weight: expected \(16, 3, 7, 7\).*got \(64, 3, 7, 7\)"):
+        load_resnet18_convs(small_policy, str(tmp_path / "resnet18.pth"))
+    with pytest.raises(ValueError, match="unreadable file"):
+        load_resnet18_convs(policy, str(tmp_path / "missing.pth"))
+
+
 # ---------------------------------------------------------------------------------------------------
 # stage 1 and the stage-2 reset
 

@@ -227,6 +227,7 @@ def test_bf16_autocast(device):
 
 
 def test_preset_parameter_counts_match_names():
+    assert {"100m", "200m", "400m"} <= set(PRESETS)  # past 50m: the paper's world-model scaling (its Fig. 6)
     for name in PRESETS:
         with torch.device("meta"):  # no memory for the big presets
             wm = WorldModel(WorldModelConfig(size=name, image_size=128, action_dim=7), verbose=False)

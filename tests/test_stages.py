@@ -136,8 +136,8 @@ def test_finetune_resets_only_action_layer_then_evaluate_and_cca(work, pretraine
     assert r.returncode != 0 and "Traceback" not in r.stderr and "keep_action_layer" in r.stderr
     # a short finetune with every optimisation flag, then closed-loop evaluation and CCA
     run(work, "finetune.py", "--init", str(pretrained), "--max_steps", "3", "--eval_every", "2", "--log_every", "1",
-        "--out_dir", "ft", "--body_lr_scale", "0.1", "--aug_shift", "2", "--batch_size", "4", "--lr", "1e-3",
-        "--warmup", "1", "--min_lr_frac", "0.1", "--weight_decay", "0", "--beta1", "0.9", "--beta2", "0.99",
+        "--out_dir", "ft", "--body_lr_scale", "0.1", "--aug_shift", "2", "--aug_jitter", "0.3", "--batch_size", "4",
+        "--lr", "1e-3", "--warmup", "1", "--min_lr_frac", "0.1", "--weight_decay", "0", "--beta1", "0.9", "--beta2", "0.99",
         "--grad_clip", "10", "--dtype", "float32", "--frame_skip", "1", "--seed", "1", "--num_workers", "0", "--device", "cpu")
     ft = load(work / "ft" / "ckpt.pt")
     # both start from the pretrained body (ft0's seed differs, so its new action layer does too): the body moved
@@ -211,6 +211,98 @@ def test_finetune_resets_only_action_layer_then_evaluate_and_cca(work, pretraine
     torch.save(ck, work / "flat.pt")
     run(work, "cca.py", "--ckpt", "flat.pt", "--out_dir", "cca_flat", "--random_seeds", "0", "--device", "cpu")
     assert "pretrained: latents collapsed, the same chunk for every window" in open(work / "cca_flat" / "cca.md").read()
+
+
+def test_cca_uses_the_checkpoints_frame_skip_and_seeds_diffusion_latents(work, tmp_path):
+    """A latent pretrained with --frame_skip 2 spans two steps: cca.py pairs z_{t+k} with a_{t+2k}, so each
+    window of n latents has fewer pairs inside the episode than with frame_skip 1. Diffusion Policy's latents
+    denoise noise: the same command prints the same numbers, even when the first run has to load the language
+    model (a cold embedding cache, which draws from the global RNG) and the second does not."""
+    from data import DemoWindows
+    run(work, "pretrain.py", *TINY_WM, "--policy", "diffusion", "--chunk", "4", "--frame_skip", "2", "--max_steps", "0",
+        "--out_dir", "pt_fs2")
+    cold = dict(ENV, LAWM_CACHE=str(tmp_path / "cold_cache"))
+    outs = []
+    for i in range(2):
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "cca.py"), "--ckpt", "pt_fs2/ckpt.pt", "--random_seeds",
+                            "0", "--out_dir", f"cca_fs2_{i}", "--device", "cpu"], cwd=work, env=cold,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        outs.append(r.stdout.rsplit("wrote", 1)[0])  # the last line names the run's own --out_dir
+    assert outs[0] == outs[1] and "| overall |" in outs[0], outs
+    T = [d["T"] for d in DemoWindows([str(work / "data" / "toy" / "target_demos.hdf5")], chunk=4).episodes]
+    pairs = lambda s: sum(t + s * k < n for n in T for t in range(n) for k in range(4))  # noqa: E731
+    out = json.load(open(work / "cca_fs2_0" / "cca.json"))
+    assert out["results"]["overall"]["samples"] == pairs(2) < pairs(1)
+
+
+def test_finetune_colour_jitter_matches_references():
+    """finetune.color_jitter (finetune.py is a script: the function is read from its source): each of the four
+    steps against an independent reference (hue: colorsys's HSV rotation; brightness, contrast, saturation: PIL's
+    ImageEnhance on the same 8-bit image), and a tenth of the images left as they were, as the release does."""
+    import ast
+    import colorsys
+    import types
+    from PIL import Image, ImageEnhance
+    tree = ast.parse(open(os.path.join(ROOT, "finetune.py")).read())
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "color_jitter")
+    x = torch.randint(0, 256, (8, 3, 6, 6)).float() / 255  # 8-bit values, so PIL sees the same image
+    enhance = {0: ImageEnhance.Brightness, 1: ImageEnhance.Contrast, 2: ImageEnhance.Color}
+    for op in range(4):  # one step at a time: randperm replaced by the one step
+        ns = {"torch": types.SimpleNamespace(**{k: getattr(torch, k) for k in dir(torch) if not k.startswith("_")}
+                                             | {"randperm": lambda n, op=op: torch.tensor([op])})}
+        exec(compile(ast.Module([fn], []), "finetune.py", "exec"), ns)
+        torch.manual_seed(op)
+        out = ns["color_jitter"](x, 0.3)
+        torch.manual_seed(op)  # the same draws: the step's factor, then which images are left as they were
+        f = float(torch.empty(1).uniform_(0.7, 1.3)) if op < 3 else float(torch.empty(1).uniform_(-0.3, 0.3))
+        keep = torch.rand(8, 1, 1, 1) < 0.1
+        for b in range(8):
+            img = x[b]
+            if op < 3:
+                pil = Image.fromarray((img.permute(1, 2, 0) * 255).round().byte().numpy())
+                want = torch.from_numpy(np.array(enhance[op](pil).enhance(f))).permute(2, 0, 1).float() / 255
+                tol = 2 / 255  # PIL rounds to 8 bits (and its grey is 0.299 R, torchvision's 0.2989 R)
+            else:
+                want = torch.tensor([colorsys.hsv_to_rgb((h + f) % 1, s_, v) for h, s_, v in (
+                    colorsys.rgb_to_hsv(*px) for px in img.reshape(3, -1).T.tolist())]).T.reshape(3, 6, 6).float()
+                tol = 1e-5
+            want = img if keep[b] else want
+            assert (out[b] - want).abs().max() <= tol, (op, b, (out[b] - want).abs().max())
+    ns = {"torch": torch}
+    exec(compile(ast.Module([fn], []), "finetune.py", "exec"), ns)
+    torch.manual_seed(0)
+    y = ns["color_jitter"](torch.rand(4000, 3, 2, 2), 0.3)
+    assert y.shape == (4000, 3, 2, 2) and 0 <= float(y.min()) and float(y.max()) <= 1
+
+
+def test_encoder_weights_start_the_trunk_from_a_torchvision_resnet18(work, tmp_path):
+    """--encoder_weights (pretrain.py and finetune.py, from scratch): a saved torchvision-layout ResNet-18 state
+    dict's convolutions are the step-0 checkpoint's trunk; with --init, or a trunk of other widths, it is refused
+    in one line."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from test_policies import resnet18_state_dict
+    sd = resnet18_state_dict(seed=3)
+    torch.save(sd, tmp_path / "resnet18.pth")
+    w = str(tmp_path / "resnet18.pth")
+    run(work, "finetune.py", "--policy_size", "default", "--encoder_weights", w, "--max_steps", "0",
+        "--batch_size", "4", "--out_dir", "ft_imnet", "--device", "cpu")
+    run(work, "pretrain.py", *TINY_WM, "--policy", "diffusion", "--policy_size", "default", "--encoder_weights", w,
+        "--chunk", "4", "--max_steps", "0", "--out_dir", "pt_imnet")
+    ft, pt = load(work / "ft_imnet" / "ckpt.pt")["policy"], load(work / "pt_imnet" / "ckpt.pt")["policy"]
+    for ours, theirs in (("stem.0", "conv1"), ("blocks.1.conv2", "layer1.1.conv2"),
+                         ("blocks.2.short.0", "layer2.0.downsample.0")):
+        for key in (f"obs_encoder.image.{ours}.weight", None):
+            got = ft[key] if key else pt[f"net.obs_encoder.image.{ours}.weight"]
+            assert torch.equal(got, sd[f"{theirs}.weight"]), ours
+        assert torch.equal(pt[f"ema.obs_encoder.image.{ours}.weight"], sd[f"{theirs}.weight"]), ours
+    for args in (["--policy_size", "small", "--max_steps", "0", "--out_dir", "ft_imnet_small"],
+                 ["--init", "ft_imnet/ckpt.pt", "--max_steps", "0", "--out_dir", "ft_imnet_init"]):
+        r = run(work, "finetune.py", "--encoder_weights", w, *args, ok=False)
+        assert r.returncode != 0 and "Traceback" not in r.stderr and "--encoder_weights" in r.stderr, r.stderr
+        assert not (work / args[-1]).exists()
+    r = run(work, "finetune.py", "--aug_jitter", "0.8", "--max_steps", "0", "--out_dir", "ft_jit_bad", ok=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "--aug_jitter" in r.stderr
 
 
 EXPERT_EVALUATE = """
