@@ -1,7 +1,7 @@
 """What writes lawm episode files (the layout is in episodes.py's docstring), and checks them: the toy
 datasets (toyworld.py's scripted expert), converters from BridgeData v2 raw folders, Something-Something
-v2 webm videos and official LIBERO demo files, and demos that a scripted expert records in the LIBERO
-simulator.
+v2 webm videos, official LIBERO demo files and LeRobot datasets (read by convert_lerobot.py), and demos that
+a scripted expert records in the LIBERO simulator.
 
     python convert.py toy                   # data/toy/: the three toy files (episodes.py), < 1 min on one CPU core
     python convert.py toy --out data/toy50 --target_demos 50 --source_episodes 2000              # more data

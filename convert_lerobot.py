@@ -72,6 +72,17 @@ def _json(path, lines=False):
         fail(path, "file", "JSON" + (" lines" if lines else ""), f"invalid JSON ({e})")
 
 
+def _table(path, columns=None):
+    """A metadata parquet file (only these columns), or a one-line error naming it."""
+    try:
+        names = pq.read_schema(path).names
+        if missing := [c for c in columns or [] if c not in names]:
+            fail(path, "columns", ", ".join(columns), f"no {', '.join(missing)}")
+        return pq.read_table(path, columns=columns)
+    except (OSError, pa.ArrowException) as e:  # a truncated or corrupt file
+        fail(path, "file", "a readable parquet file", str(e).splitlines()[0][:200])
+
+
 def _describe(features):
     """The dataset's keys as the error lines list them: 'observation.state (float32 [8])', ..."""
     return ", ".join(f"{k} ({f.get('dtype')} {list(f.get('shape', []))})" for k, f in features.items() if k not in BOOK)
@@ -143,7 +154,7 @@ def _tasks(src, version):
     path = os.path.join(src, "meta", "tasks.parquet")
     if not os.path.isfile(path):
         fail(path, "file", "the v3.0 tasks table", "no such file")
-    t = pq.read_table(path)
+    t = _table(path)
     meta = json.loads((t.schema.metadata or {}).get(b"pandas", b"{}"))
     text = next((c for c in meta.get("index_columns", []) if isinstance(c, str)), "task")  # the pandas index
     if text not in t.column_names or "task_index" not in t.column_names:
@@ -164,12 +175,7 @@ def _episodes(src, info, videos):
             fail(path, "files", "the v3.0 episodes table, chunk-*/file-*.parquet", "none")
         need = ("episode_index", "tasks", "length", "data/chunk_index", "data/file_index",
                 *(f"videos/{k}/{c}" for k in videos for c in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")))
-        rows = []
-        for p in files:
-            missing = [c for c in need if c not in pq.read_schema(p).names]
-            if missing:
-                fail(p, "columns", "the v3.0 episodes table's " + ", ".join(need), f"no {', '.join(missing)}")
-            rows += pq.read_table(p, columns=list(need)).to_pylist()  # stats/* columns are never read
+        rows = [r for p in files for r in _table(p, list(need)).to_pylist()]  # its stats/* columns are never read
     for r in rows:
         if not isinstance(r, dict) or any(k not in r for k in need) or not isinstance(r["length"], int):
             fail(path, f"episode {r.get('episode_index') if isinstance(r, dict) else r}", ", ".join(need), "another shape")
