@@ -217,34 +217,54 @@ def resize(x, size):
     return x if x.shape[-1] == size else F.interpolate(x, size=size, mode="area")
 
 
+def episode_pairs(ds, episodes):
+    """(o_t, o_{t+1}, a_t) of every transition of the given episodes of a data.DemoWindows: uint8
+    (N, 3, S, S) twice and the normalised actions (N, A) in [-1, 1]."""
+    parts = [[], [], []]
+    for e in episodes:
+        d = ds.episodes[e]
+        x = ds._frames(d, "agentview", slice(0, d["T"]))  # (T, 3, S, S) uint8
+        for part, v in zip(parts, (x[:-1], x[1:], torch.from_numpy(d["norm"][:-1]))):
+            part.append(v)
+    return [torch.cat(v) for v in parts]
+
+
+def fit(pairs, action_dim, size, steps, batch_size, seed):
+    """A supervised IDM (frames o_t, o_{t+1} -> a_t) trained on (o_t, o_{t+1}, a_t) triples by MSE, AdamW at
+    1e-3: the probe's model, and label.py's labeler. Returns it in eval mode."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    model = InverseDynamics(IDMConfig(latent_dim=action_dim, image_size=size))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for step in range(steps):
+        i = torch.randint(0, len(pairs[0]), (batch_size,), generator=g)  # (batch,)
+        loss = ((model(resize(pairs[0][i], size), resize(pairs[1][i], size)) - pairs[2][i]) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def heldout_split(n, seed=0):
+    """A fifth of n episodes (at least one) held out, chosen at random with seed: -> (train, held) index lists."""
+    held = set(np.random.default_rng(seed).permutation(n)[:max(1, n // 5)].tolist())
+    return [e for e in range(n) if e not in held], sorted(held)
+
+
 def probe(args):
     """Can the action be read from a frame pair at this size? A supervised IDM per size, trained on 80% of
     the episodes (o_t, o_{t+1} -> a_t, normalised to [-1, 1]), scored on the other 20%: the ceiling for any
     latent action model at that size."""
     from data import DemoWindows, find_episode_files
     ds = DemoWindows(find_episode_files(args.data, role="demos"), chunk=1)
-    test = np.random.default_rng(0).permutation(len(ds.episodes))[:max(1, len(ds.episodes) // 5)]
-    split = {True: [[], [], []], False: [[], [], []]}  # held out -> (o_t, o_{t+1}, a_t) lists
-    for e, d in enumerate(ds.episodes):
-        x = ds._frames(d, "agentview", slice(0, d["T"]))  # (T, 3, S, S) uint8
-        for part, v in zip(split[e in test], (x[:-1], x[1:], torch.from_numpy(d["norm"][:-1]))):
-            part.append(v)
-    train, held = ([torch.cat(v) for v in split[k]] for k in (False, True))
+    train_eps, held_eps = heldout_split(len(ds.episodes))
+    train, held = episode_pairs(ds, train_eps), episode_pairs(ds, held_eps)
     print(f"{args.data}: {len(train[0])} training and {len(held[0])} held-out transitions of {len(ds.episodes)} "
           f"episodes at {ds.image_size} px; actions {ds.action_dim}-d")
     print("| frame size | held-out R^2 per action dimension | pooled |\n|---|---|---|")
     for size in [int(s) for s in args.sizes.split(",")]:
-        torch.manual_seed(args.seed)
-        g = torch.Generator().manual_seed(args.seed)
-        model = InverseDynamics(IDMConfig(latent_dim=ds.action_dim, image_size=size))
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        for step in range(args.steps):
-            i = torch.randint(0, len(train[0]), (args.batch_size,), generator=g)  # (batch,)
-            loss = ((model(resize(train[0][i], size), resize(train[1][i], size)) - train[2][i]) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        per_dim, pooled = r2(model.eval(), held, size)
+        model = fit(train, ds.action_dim, size, args.steps, args.batch_size, args.seed)
+        per_dim, pooled = r2(model, held, size)
         print(f"| {size} | {' / '.join(f'{v:.2f}' for v in per_dim)} | {pooled:.2f} |")
 
 
