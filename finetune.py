@@ -143,6 +143,9 @@ try:
 except DataError as e:
     fail(e)
 action_dim, state_dim, image_size = dataset.action_dim, dataset.state_dim, dataset.image_size
+predicted = sorted({(d["path"], d["actions_source"]) for d in dataset.episodes if d["actions_source"] != "recorded"})
+for path, source in predicted:  # never mixed silently with recorded actions
+    say(f"note: {path}: its actions are {source}")
 
 # -------------------------------------------------------------------------------------------------
 # model
