@@ -163,10 +163,10 @@ if not all(base(a) in known and (a == base(a) or not libero) for a in arms) or l
     sys.exit(f"error: --arms: expected some of {','.join(known)}" + ("" if libero else " (or dp_ before one)")
              + f" once each, got {args.arms!r}")
 if args.wandb:  # imported only when asked for: without --wandb no wandb code is loaded
-    try:
-        import wandb
-    except ImportError:
-        sys.exit("error: --wandb: the wandb package is not installed (pip install wandb)")
+    from run import check_wandb  # installed, and a key or offline: found now, not after the whole comparison
+    if why := check_wandb():
+        sys.exit(f"error: {why}")
+    import wandb
 
 
 def plot(res, path, bar):
@@ -226,6 +226,31 @@ if args.plot:  # only the picture of a finished comparison: nothing runs
     plot(res, out_png, bar)
     print(f"wrote {out_png}")
     sys.exit()
+record_path = lambda key: os.path.join(args.records, f"{key[0]}_seed{key[1]}.json")
+
+
+def damaged(arm, s):
+    """Why the existing record of a unit cannot be read (a disk that filled up while it was written, a bad merge
+    of the committed results/libero_compare/), or None. Checked before any unit runs: a unit whose record exists
+    is skipped, so a damaged one would otherwise stop the comparison only at the tables, hours later."""
+    path = record_path((arm, s))
+    try:
+        rec = json.load(open(path))
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, a bad UTF-8 byte
+        return f"{type(e).__name__}: {e}" if os.path.getsize(path) else "an empty file"
+    need = ["arm", "seed", "success", "tasks", *(["pre_eval", "cca"] if latent_arm(arm) else [])]
+    if not isinstance(rec, dict) or any(k not in rec for k in need):
+        return f"JSON without {', '.join(k for k in need if not isinstance(rec, dict) or k not in rec)}"
+    if not (isinstance(rec["success"], dict) and {"successes", "episodes", "success_rate"} <= set(rec["success"])):
+        return "a success entry without successes, episodes and success_rate"
+    if (rec["arm"], rec["seed"]) != (arm, s):
+        return f"the record of {rec['arm']} seed {rec['seed']}"
+
+
+for arm, s in [(a, s) for a in arms for s in range(args.seeds)]:
+    if os.path.exists(record_path((arm, s))) and (why := damaged(arm, s)):
+        sys.exit(f"error: {record_path((arm, s))}: expected the unit record of {arm} seed {s}, got {why}; restore it "
+                 f"(git checkout -- it, where the records are committed) or delete it to run the unit again")
 py, env = sys.executable, dict(os.environ, OMP_NUM_THREADS="1")
 here = os.path.dirname(os.path.abspath(__file__))
 os.makedirs(args.out, exist_ok=True)
@@ -265,7 +290,6 @@ def parallel(fn, items):
 t0 = time.time()
 data = os.path.join(args.out, "data")
 dirs = {(a, s): os.path.join(args.out, a, f"seed{s}") for a in arms for s in range(args.seeds)}
-record_path = lambda key: os.path.join(args.records, f"{key[0]}_seed{key[1]}.json")
 make_data = not all(os.path.exists(record_path(key)) for key in dirs)  # every unit recorded: no data needed
 if not libero:
     # the toy world's stage-2 demos (5 per task), source video and source demos; and, from another seed

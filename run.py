@@ -10,6 +10,7 @@
     lr = cosine_lr(step, args)                        # the learning-rate schedule of both training stages
     why = check_out_dir("--out_dir", path)            # None, or why a script's output folder cannot take files
     add_wandb_flags(p)                                # --wandb, --wandb_project, --wandb_name
+    why = check_wandb()                               # None, or what --wandb needs first (a key or offline)
     wandb_evaluation(args, results, videos, out_dir)  # evaluate.py's results and videos to wandb
     save_video(path, frames, fps)                     # an MP4 (or .gif) of uint8 frames
 
@@ -153,11 +154,23 @@ def check_flags(args, ints, floats=()):
              f"{args.min_lr_frac}, {args.grad_clip}")
     if check_device(args.device):
         fail(check_device(args.device))
-    if getattr(args, "wandb", False):
-        try:
-            importlib.import_module("wandb")
-        except ImportError:
-            fail("--wandb: the wandb package is not installed (pip install wandb)")
+    if getattr(args, "wandb", False) and (why := check_wandb()):
+        fail(why)
+
+
+def check_wandb():
+    """Can --wandb start a run here? None, or the one line saying what to do. Asked before any work: without an
+    API key (a fresh machine) wandb.init raises UsageError, which evaluate.py and compare.py reach only after all
+    their episodes. Offline (WANDB_MODE=offline, or `wandb offline`) needs no key; else wandb's own lookup (its
+    environment variables, settings files, ~/.netrc), never the network and never a prompt."""
+    try:
+        wandb = importlib.import_module("wandb")
+    except ImportError:
+        return "--wandb: the wandb package is not installed (pip install wandb)"
+    if wandb.setup().settings.mode in ("offline", "dryrun", "disabled") or wandb.login(prompt=False, verify=False):
+        return None
+    return ("--wandb: wandb has no API key here: run `wandb login` (or set WANDB_API_KEY), or set WANDB_MODE=offline "
+            "to keep the run on disk (`wandb sync` uploads it later)")
 
 
 def setup_device(args):

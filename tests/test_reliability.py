@@ -21,14 +21,14 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFF
 TINY = ["--wm_size", "1m", "--batch_size", "4", "--chunk", "4", "--log_every", "1", "--warmup", "1", "--device", "cpu"]
 
 
-def run(cwd, script, *args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd, env=ENV,
+def run(cwd, script, *args, env=None):
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd, env=env or ENV,
                           capture_output=True, text=True, timeout=300)
 
 
-def refused(cwd, script, *args, says=""):
+def refused(cwd, script, *args, says="", env=None):
     """The script must stop with one 'error: ...' line naming `says`, and no traceback."""
-    r = run(cwd, script, *args)
+    r = run(cwd, script, *args, env=env)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), (r.returncode, r.stderr[-2000:])
     assert says in lines[0], lines[0]
@@ -65,6 +65,8 @@ FLAGS = [  # (script, flags, what the line must name); each run gets a fresh --o
     ("evaluate.py", ["--ckpt", "ft/ckpt.pt", "--envs", -1], "--envs"),  # used to spin forever
     ("evaluate.py", ["--ckpt", "ft/ckpt.pt", "--max_steps", -1], "--max_steps"),
     ("evaluate.py", ["--ckpt", "ft/ckpt.pt", "--out_dir", "ft/ckpt.pt/x"], "--out_dir"),  # found before any episode
+    ("evaluate.py", ["--ckpt", "ft/ckpt.pt", "--first_init", -1], "--first_init: expected 0 on the toy"),  # a seed error
+    ("evaluate.py", ["--ckpt", "ft/ckpt.pt", "--first_init", 1000], "--seed"),  # used to shift the toy's seeds silently
     ("cca.py", ["--ckpt", "pt/ckpt.pt", "--batch_size", 0], "--batch_size"),
     ("cca.py", ["--ckpt", "pt/ckpt.pt", "--out_dir", "pt/ckpt.pt/x"], "--out_dir"),
     ("convert.py", ["toy", "--image_size", 24], "--image_size"),
@@ -229,3 +231,48 @@ def test_pickle_checkpoint_refused_in_one_line(work):
             refused(work, script, *flags, "--device", "cpu", "--out_dir", "fresh",
                     says=f"{bad}: not a readable torch checkpoint")
             assert not (work / "fresh").exists()
+
+
+def test_wandb_without_a_key_one_line_before_any_work(tmp_path):
+    """--wandb where wandb is installed but has no API key and is not offline (a fresh machine): every script
+    that logs to wandb says what to do before any work (evaluate.py and compare.py used to find out only at the
+    end, after every episode), and writes nothing. Offline needs no key (tests/test_tracking.py logs offline)."""
+    (tmp_path / "home").mkdir()  # no ~/.netrc, no wandb settings
+    env = {k: v for k, v in ENV.items() if not k.startswith("WANDB_") and k != "NETRC"}
+    env |= {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "home" / ".config")}
+    for script, flags in (("pretrain.py", ["--out_dir", "o"]), ("finetune.py", ["--out_dir", "o"]),
+                          ("evaluate.py", ["--ckpt", "nope/ckpt.pt", "--out_dir", "o"]), ("compare.py", ["--out", "o"])):
+        line = refused(tmp_path, script, *flags, "--wandb", says="--wandb: wandb has no API key here", env=env)
+        assert "`wandb login`" in line and "WANDB_MODE=offline" in line, line
+        assert sorted(os.listdir(tmp_path)) == ["home"], script  # nothing written
+
+
+def _record(arm="scratch", seed=0, k=3):
+    """A unit record as compare.py writes it, with what its tables read: one task, 20 episodes."""
+    return {"arm": arm, "seed": seed, "commands": [], "success": {"successes": k, "episodes": 20, "success_rate": k / 20},
+            "tasks": [{"task": "t", "family": "put", "successes": k, "episodes": 20, "per_episode": [1] * k + [0] * (20 - k)}]}
+
+
+def test_compare_damaged_unit_record_one_line_before_any_run(tmp_path):
+    """A unit record cut short (a full disk), emptied, merged badly or of another unit: the comparison stops at
+    its start, naming the file and what to do, and runs and writes nothing (the unit would otherwise count as
+    done, and the tables stop on a JSONDecodeError that names no file). A sound record is read, not rerun."""
+    import json
+    units = tmp_path / "cmp" / "units"
+    units.mkdir(parents=True)
+    good = json.dumps(_record(), indent=1)
+    for bad, got in ((good[:len(good) // 2], "JSONDecodeError"), ("", "an empty file"),
+                     ("<<<<<<< HEAD\n" + good + "=======\n" + good + ">>>>>>> other\n", "JSONDecodeError"),
+                     (json.dumps(_record(seed=1)), "the record of scratch seed 1"),
+                     (json.dumps({"arm": "scratch", "seed": 0}), "JSON without success, tasks")):
+        (units / "scratch_seed0.json").write_text(bad)
+        line = refused(tmp_path, "compare.py", "--quick", "--arms", "scratch", "--out", "cmp",
+                       says=f"error: {os.path.join('cmp', 'units', 'scratch_seed0.json')}: expected the unit record "
+                            f"of scratch seed 0, got {got}")
+        assert "delete it to run the unit again" in line
+        assert os.listdir(tmp_path / "cmp") == ["units"] and os.listdir(units) == ["scratch_seed0.json"]
+        assert (units / "scratch_seed0.json").read_text() == bad  # left as it was, for the user to restore
+    (units / "scratch_seed0.json").write_text(good)
+    r = run(tmp_path, "compare.py", "--quick", "--arms", "scratch", "--out", "cmp")
+    assert r.returncode == 0 and "| scratch | 15.0 " in r.stdout, r.stderr[-2000:]
+    assert not (tmp_path / "cmp" / "data").exists()  # every unit recorded: nothing ran
