@@ -29,9 +29,14 @@ def test_shapes_and_untrained_forward_model_copies_frame_t():
     # the latent of transition k is the IDM's of frames k, k+1: the same as calling it on that pair alone
     assert torch.allclose(z[1, 2], lam.idm(frames[1:2, 2], frames[1:2, 3])[0], atol=1e-6)
     assert lam.openloop(frames[:, :1], z).shape == (3, 5, 3, 32, 32)
-    # 64 px frames are area-averaged to the model's 32 before anything sees them
-    big = frames.repeat_interleave(2, -1).repeat_interleave(2, -2)  # (3, 6, 3, 64, 64), each pixel 2x2
-    assert torch.allclose(lam.latents(big), z, atol=1e-5)
+    # 64 px frames are area-averaged to the model's 32 before anything sees them: random pixels, so that each
+    # 2x2 block's mean differs from any one of its pixels (nearest-neighbour resizing fails this); 128 px frames
+    # are 4x4 means (bilinear sampling, which reads only a block's middle 2x2, fails that)
+    for f in (2, 4):
+        big = torch.rand(3, 6, 3, 32 * f, 32 * f, generator=torch.Generator().manual_seed(f))  # (B, n+1, 3, 32f, 32f)
+        means = big.view(3, 6, 3, 32, f, 32, f).mean((4, 6))  # (B, n+1, 3, 32, 32): each f x f block's mean
+        assert torch.allclose(lam.latents(big), lam.latents(means), atol=1e-5)
+        assert not torch.allclose(lam.latents(big[..., ::f, ::f]), lam.latents(means), atol=1e-3)  # the test can tell
     # the last up-convolution starts at zero: an untrained forward model predicts frame t exactly
     lam.eval()
     out = lam.loss(frames, torch.tensor([[0, 4], [1, 2], [3, 0]]))

@@ -150,6 +150,63 @@ def test_pretrain_imports_no_wandb_without_the_flag(work):
     assert not os.path.exists(work / "pt0" / "wandb_id.txt") and not os.path.exists(work / "wandb")
 
 
+# compare.py --plot with the figure read back before it is saved: each axes' title, tick labels, bars (height,
+# colour), error bars (point, whisker ends, colour) and the horizontal lines across it (y, style), to axes.json
+SPY = """
+import json, runpy, sys
+import matplotlib
+from matplotlib.colors import to_hex
+from matplotlib.container import ErrorbarContainer
+from matplotlib.figure import Figure
+save = Figure.savefig
+def spy(fig, path, **kw):
+    axes = [{"title": ax.get_title(), "ticks": [t.get_text() for t in ax.get_xticklabels()],
+             "bars": [[p.get_height(), to_hex(p.get_facecolor(), keep_alpha=False)] for p in ax.patches],
+             "points": [[float(c.lines[0].get_ydata()[0]), [[float(y) for x, y in s] for s in c.lines[2][0].get_segments()],
+                         to_hex(c.lines[0].get_color())] for c in ax.containers if isinstance(c, ErrorbarContainer)],
+             "hlines": [[float(l.get_ydata()[0]), l.get_linestyle()] for l in ax.lines if list(l.get_xdata()) == [0, 1]]}
+            for ax in fig.axes]
+    json.dump(axes, open("axes.json", "w"))
+    save(fig, path, **kw)
+Figure.savefig = spy
+compare, sys.argv = sys.argv[1], sys.argv[1:]
+runpy.run_path(compare, run_name="__main__")
+"""
+
+
+def test_compare_plot_draws_each_arms_numbers_and_the_decision(tmp_path):
+    """The plot of a planted comparison, read back from the figure: per policy a column, success with its
+    interval over seeds above, the paired difference with its interval below (none for the reference arm),
+    green where the arm helps, the decision rule's bar as a dashed line."""
+    arms = {"scratch": (.20, [.10, .30], 0.0, [0.0, 0.0], False), "oracle": (.45, [.35, .55], .25, [.15, .35], True),
+            "wm_source": (.15, [.05, .25], -.05, [-.12, .02], False), "dp_scratch": (.50, [.40, .60], 0.0, [0.0, 0.0], False),
+            "dp_wm_target": (.62, [.55, .69], .12, [.06, .18], True)}
+    res = {a: {"success": m, "ci95_seeds": ci, "diff_vs_scratch": d, "diff_ci95": dci, "helps": h}
+           for a, (m, ci, d, dci, h) in arms.items()}
+    (tmp_path / "c.json").write_text(json.dumps({"config": {"helps_points": 7}, "results": res}))
+    run(tmp_path, "-c", SPY, os.path.join(ROOT, "compare.py"), "--plot", "c.json")
+    top_baku, top_dp, low_baku, low_dp = json.load(open(tmp_path / "axes.json"))
+    green, blue, gray = "#2ca02c", "#1f77b4", "#7f7f7f"  # tab:green, tab:blue, tab:gray
+    assert (top_baku["title"], top_dp["title"]) == ("BAKU", "Diffusion Policy")
+    for top, low, names in ((top_baku, low_baku, ["scratch", "oracle", "wm_source"]),
+                            (top_dp, low_dp, ["dp_scratch", "dp_wm_target"])):
+        assert top["ticks"] == names and low["ticks"] == ["(ref) " + names[0], *names[1:]]
+        colour = [green if res[a]["helps"] else None for a in names]
+        assert [b[0] for b in top["bars"]] == pytest.approx([100 * res[a]["success"] for a in names])
+        assert [b[1] for b in top["bars"]] == [c or blue for c in colour]
+        assert [p[0] for p in top["points"]] == pytest.approx([100 * res[a]["success"] for a in names])
+        assert [y for p in top["points"] for y in p[1][0]] == pytest.approx([100 * x for a in names for x in res[a]["ci95_seeds"]])
+        # below: no point for the reference arm (its difference is 0 by definition), then each arm's difference
+        assert low["points"][0][0] != low["points"][0][0]
+        assert [p[0] for p in low["points"][1:]] == pytest.approx([100 * res[a]["diff_vs_scratch"] for a in names[1:]])
+        assert [y for p in low["points"][1:] for y in p[1][0]] == pytest.approx([100 * x for a in names[1:]
+                                                                                 for x in res[a]["diff_ci95"]])
+        assert [p[2] for p in low["points"][1:]] == [c or gray for c in colour[1:]]
+        assert sorted(low["hlines"]) == [[0.0, "-"], [7.0, "--"]]  # zero, and the bar of --helps_points
+    with Image.open(tmp_path / "c.png") as im:  # the file the figure went to, beside the json
+        assert im.format == "PNG"
+
+
 def test_compare_plot_from_compare_json_is_a_png(tmp_path):
     out = tmp_path / "toy_compare.png"
     r = run(tmp_path, os.path.join(ROOT, "compare.py"), "--plot", os.path.join(ROOT, "results", "toy_compare.json"),
