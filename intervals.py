@@ -2,6 +2,7 @@
 
     wilson(k, n)       # k successes of n episodes -> [low, high], the Wilson score interval
     t975(df)           # the Student-t 0.975 quantile, any degrees of freedom (12.706 at 1, 2.042 at 30)
+    mde(sd, n)         # the smallest paired difference n seeds detect with 80% power, given the seed-level SD
     t_interval(xs)     # mean and 95% t-interval of per-seed values (nan bounds with one value)
 
 Used by evaluate.py (Wilson per task, family and overall), compare.py (t over seeds, Wilson over episodes) and
@@ -48,21 +49,38 @@ def betainc(a, b, x):
     return front * (f - 1)
 
 
-def t975(df):
-    """The 0.975 quantile of Student's t with df degrees of freedom: the t where the two tails hold 5%. The two
-    tails beyond +-t are I_{df/(df+t^2)}(df/2, 1/2), which falls as t grows: bisection to float precision."""
-    if df < 1:
-        raise ValueError(f"t975: expected df >= 1, got {df}")
-    lo, hi = 0.0, 100.0  # the quantile is 12.706 at df 1 and falls with df
+def t_upper(q, df):
+    """The t with P(T > t) = q (0 < q <= 0.5) for Student's t with df degrees of freedom. The two tails beyond
+    +-t are I_{df/(df+t^2)}(df/2, 1/2), which falls as t grows: bisection to float precision."""
+    if df < 1 or not 0 < q <= 0.5:
+        raise ValueError(f"t_upper: expected df >= 1 and 0 < q <= 0.5, got {df}, {q}")
+    lo, hi = 0.0, 1e4  # 12.706 at q 0.025, df 1; 318 at q 0.001
     for _ in range(200):
         mid = (lo + hi) / 2
-        if betainc(df / 2, 0.5, df / (df + mid * mid)) > 0.05:
+        if betainc(df / 2, 0.5, df / (df + mid * mid)) > 2 * q:
             lo = mid
         else:
             hi = mid
         if hi - lo < 1e-12:
             break
     return (lo + hi) / 2
+
+
+def t975(df):
+    """The 0.975 quantile of Student's t with df degrees of freedom: the t where the two tails hold 5%."""
+    if df < 1:
+        raise ValueError(f"t975: expected df >= 1, got {df}")
+    return t_upper(0.025, df)
+
+
+def mde(sd, n, power=0.8):
+    """The smallest true paired mean difference that n paired seeds detect with probability `power` (the 95%
+    t-interval of the difference excludes 0), when the difference's seed-to-seed SD is sd:
+    (t975(n-1) + t_{power}(n-1)) * sd / sqrt(n), the usual shifted-t approximation of the noncentral t (the lower
+    tail ignored; tests/test_intervals.py checks it against a simulation). The design's resolution, before it runs."""
+    if n < 2:
+        return float("inf")
+    return (t975(n - 1) + t_upper(1 - power, n - 1)) * sd / math.sqrt(n)
 
 
 def t_interval(xs):
