@@ -53,7 +53,7 @@ choosing one):
     idm          the inverse-dynamics arm (pretrain.py --latents idm), if its toy gates pass. They did not
                  (results/toy_compare_idm.md, before any LIBERO unit ran): the IDM's own latents pass gate L,
                  but the policy predicts them with R^2 0.33 and its latents fail gate L, and idm_source is
-                 -5.8 points [-16.9, 5.3] against scratch. So idm is not a default arm here (--arms adds it).
+                 -5.8 points [-16.8, 5.2] against scratch. So idm is not a default arm here (--arms adds it).
 Not run: wm with --detach_latents. BAKU small has no batch statistics (GroupNorm, LayerNorm), so a
 policy whose gradient is stopped leaves stage 1 exactly as it entered: equal to scratch by construction.
 Evaluation: init states 0..--episodes-1 (10) of every task, the same for every arm and seed. Success
@@ -65,9 +65,10 @@ Units and resuming. One unit = one arm and seed: stage 1, stage 2, evaluation, C
 --out/<arm>/seed<s>/ (a finished run is skipped on a rerun, a killed one resumes), and each finished
 unit leaves a small record, --records/<arm>_seed<s>.json (toy: --out/units; LIBERO: results/
 libero_compare/, committed), which a rerun reads instead of running the unit again: a comparison
-longer than a session continues on a fresh machine from its committed records. The tables are made
-from the records alone. Every command run is appended to --out/commands.log, and its output (progress
-bars, log lines) goes to --out/logs/<arm>_seed<s>_<stage>.log as it runs: `tail -f` one to watch a unit.
+longer than a session continues on a fresh machine from its committed records (one that cannot be
+read stops the rerun at its start, naming it). The tables are made from the records alone. Every
+command run is appended to --out/commands.log, and its output (progress bars, log lines) goes to
+--out/logs/<arm>_seed<s>_<stage>.log as it runs: `tail -f` one to watch a unit.
 Results: --result.json and .md (also printed; toy: --out/compare, LIBERO: results/libero_compare), and
 .png (matplotlib): success per arm with its 95% interval over seeds and the paired difference to
 scratch with its 95% interval, one column per policy. The plot of a finished comparison, from its
