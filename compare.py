@@ -91,10 +91,10 @@ from intervals import t_interval, wilson  # the tables' 95% intervals (stdlib on
 # per environment: the arms it knows, its default arms and budgets (flags left unset take these)
 ENVS = {
     "toy": dict(known=("scratch", "oracle", "sup_source", "wm_target", "wm_source", "wm_detach", "idm_source",
-                       "idm_target"),
+                       "idm_target", "vpt_target", "vpt_source"),
                 arms="scratch,oracle,sup_source,wm_target,wm_source,wm_detach,dp_scratch,dp_wm_target", seeds=5,
                 episodes=50, pretrain_steps=1500, sup_steps=4000, ft_steps=1500, ft_lr=1e-3, helps_points=10),
-    "libero_object": dict(known=("scratch", "wm", "sup", "idm"), arms="scratch,wm,sup", seeds=3, episodes=10,
+    "libero_object": dict(known=("scratch", "wm", "sup", "idm", "vpt"), arms="scratch,wm,sup", seeds=3, episodes=10,
                           pretrain_steps=3000, sup_steps=3000, ft_steps=4000, ft_lr=3e-4, helps_points=5),
 }
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,6 +159,8 @@ if libero and args.first_init + args.episodes > 50:
 base = lambda arm: arm[3:] if arm.startswith("dp_") else arm  # the BAKU arm a dp_ arm repeats
 policy = lambda arm: ["--policy", "diffusion" if arm.startswith("dp_") else "baku"]  # for stage scripts that build one
 latent_arm = lambda arm: base(arm).startswith(("wm", "idm"))  # a stage-1 arm whose policy emits latents
+# the supervised arms' policy before stage 2 is evaluated too (vpt's is not: the cost of an evaluation)
+zero_shot = lambda arm: base(arm) in ("oracle", "sup_source", "sup")
 known = env_defaults["known"]
 if not all(base(a) in known and (a == base(a) or not libero) for a in arms) or len(set(arms)) != len(arms):
     sys.exit(f"error: --arms: expected some of {','.join(known)}" + ("" if libero else " (or dp_ before one)")
@@ -306,7 +308,9 @@ if not libero:
     pre = {"wm_source": ["--data", video], "wm_target": ["--data", demos],
            "wm_detach": ["--data", video, "--detach_latents"], "oracle": ["--data", demos],
            "sup_source": ["--data", os.path.join(toy, "source_demos.hdf5")],
-           "idm_source": ["--data", video, "--latents", "idm"], "idm_target": ["--data", demos, "--latents", "idm"]}
+           "idm_source": ["--data", video, "--latents", "idm"], "idm_target": ["--data", demos, "--latents", "idm"],
+           "vpt_target": [], "vpt_source": []}  # vpt: --data is the unit's own labeled video (unit())
+    to_label = {"vpt_target": demos, "vpt_source": video}  # the video each vpt arm's IDM labels
     stage2_data, cca_data = ["--data", os.path.join(toy, "target_demos.hdf5")], demos
     evaluation = ["--episodes", args.episodes, "--seed", args.eval_seed]
     tiny = ["--batch_size", 4, "--eval_every", 2, "--log_every", 1] if args.quick else []
@@ -332,7 +336,8 @@ else:
     latent = ["--data", video, "--cameras", "agentview", "--state_dim", 8, "--latent_dim", 7,
               "--wm_image_size", args.wm_image_size]  # stage 1 builds the same policy, latents of the action size
     pre = {"wm": latent, "idm": [*latent, "--latents", "idm"], "sup": ["--data", video, *obs, "--batch_size", 64,
-                                                                      "--lr", 3e-4]}
+                                                                      "--lr", 3e-4], "vpt": [*obs, "--batch_size", 64, "--lr", 3e-4]}
+    to_label = {"vpt": video}
     stage2_data, cca_data = ["--data", demos, *obs, "--batch_size", 64], demos
     evaluation = ["--suite", "libero_object", "--episodes", args.episodes, "--first_init", args.first_init,
                   "--envs", 2, *tasks, *(["--max_steps", 5] if args.quick else [])]
@@ -357,9 +362,16 @@ def unit(key):
         run("pretrain.py", *pre[base(arm)], *policy(arm), "--seed", s, "--max_steps", args.pretrain_steps,
             "--out_dir", os.path.join(d, "pre"), *tiny, done=os.path.join(d, "pre", "DONE"), train=True, unit=cmds)
     elif base(arm) != "scratch":  # supervised: finetune.py on labeled episodes, then its zero-shot success
-        run("finetune.py", *pre[base(arm)], *policy(arm), "--seed", s, "--max_steps", args.sup_steps, "--out_dir",
+        sup = pre[base(arm)]
+        if base(arm).startswith("vpt"):  # pseudo-labels: an IDM trained on the stage-2 demos labels the video
+            run("label.py", "--demos", stage2_data[1], "--video", to_label[base(arm)], "--out",
+                os.path.join(d, "labels"), "--seed", s, *(["--steps", 4, "--size", 32] if args.quick else []),
+                done=os.path.join(d, "labels", "labels.json"), unit=cmds)
+            sup = ["--data", os.path.join(d, "labels"), *sup]
+        run("finetune.py", *sup, *policy(arm), "--seed", s, "--max_steps", args.sup_steps, "--out_dir",
             os.path.join(d, "pre"), *tiny, done=os.path.join(d, "pre", "DONE"), train=True, unit=cmds)
-        evaluate(os.path.join(d, "pre"), 0, cmds)
+        if zero_shot(arm):
+            evaluate(os.path.join(d, "pre"), 0, cmds)
     init = policy(arm) if base(arm) == "scratch" else ["--init", os.path.join(d, "pre", "ckpt.pt")]  # it says which
     run("finetune.py", *stage2_data, *init, "--seed", s, "--max_steps", args.ft_steps, "--lr", args.ft_lr,
         "--body_lr_scale", args.body_lr_scale, "--out_dir", os.path.join(d, "ft"), *tiny,
@@ -372,8 +384,10 @@ def unit(key):
     ev = load(d, "ft", "eval", "results.json")
     rec = {"arm": arm, "seed": s, "success": ev["overall"], "commands": cmds,
            "tasks": [{k: t[k] for k in ("task", "family", "successes", "episodes", "per_episode")} for t in ev["tasks"]]}
-    if base(arm) in pre and not latent_arm(arm):
+    if zero_shot(arm):
         rec["zero_shot"] = load(d, "pre", "eval", "results.json")["overall"]
+    if base(arm).startswith("vpt"):  # the labeler's quality: held-out R^2 on demo episodes it never trained on
+        rec["labels"] = {k: load(d, "labels", "labels.json")[k] for k in ("heldout_r2", "heldout_r2_pooled")}
     if latent_arm(arm):
         rows = open(os.path.join(d, "pre", "log.jsonl")).readlines()
         rec["pre_eval"] = [json.loads(l)["eval"] for l in rows if '"eval"' in l][-1]  # stage 1's final eval
@@ -410,6 +424,9 @@ for arm in arms:
         ref = [recs[scratch, s]["success"]["success_rate"] for s in seeds]
         d, dci = t_interval([a - b for a, b in zip(rates, ref)])
         r |= {"diff_vs_scratch": d, "diff_ci95": dci, "helps": bool(d >= args.helps_points / 100 and dci[0] > 0)}
+    if "labels" in recs[arm, 0]:  # vpt: the labeler's held-out R^2, per dimension (mean over seeds) and pooled per seed
+        r["labels"] = {"heldout_r2": [mean(v) for v in zip(*[recs[arm, s]["labels"]["heldout_r2"] for s in seeds])],
+                       "pooled_per_seed": [recs[arm, s]["labels"]["heldout_r2_pooled"] for s in seeds]}
     if "zero_shot" in recs[arm, 0]:
         r["zero_shot"] = t_interval([recs[arm, s]["zero_shot"]["success_rate"] for s in seeds])[0]
     if latent_arm(arm):
@@ -464,6 +481,11 @@ for arm, r in res.items():
                      f"| {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | {fams} | {verdict(r['gate_l_pass'])} "
                      f"| {sat} | {pct(r['latents']['latent_instruction_share'])}% "
                      f"({pct(r['latents']['random_instruction_share'])}%) | {r['latents']['collapsed']} of {args.seeds} |")
+for arm, r in res.items():
+    if "labels" in r:
+        lines += ["", f"{arm}: the labeler (an IDM trained on the stage-2 demos) on held-out demo episodes, R^2 per action "
+                  f"dimension (mean over seeds) {' / '.join(f'{v:.2f}' for v in r['labels']['heldout_r2'])}, pooled per seed "
+                  f"{' / '.join(f'{v:.2f}' for v in r['labels']['pooled_per_seed'])}"]
 idm = [(arm, r) for arm, r in res.items() if "idm" in r]
 if idm:
     lines += ["", "| arm | IDM latents: open-loop k=1..n | swap ratio | shuffle ratio | held-out CCA per family (random "

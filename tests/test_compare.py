@@ -12,9 +12,9 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-# one arm of each kind compare.py runs differently (sup_source, wm_source and wm_detach are oracle and wm_target
-# with other data or one more flag; left out for the suite's time)
-ARMS = ["scratch", "oracle", "wm_target", "dp_scratch", "dp_wm_target", "idm_source"]
+# one arm of each kind compare.py runs differently (sup_source, wm_source, wm_detach and vpt_target are oracle,
+# wm_target and vpt_source with other data or one more flag; left out for the suite's time)
+ARMS = ["scratch", "oracle", "wm_target", "dp_scratch", "dp_wm_target", "idm_source", "vpt_source"]
 
 
 def test_compare_quick_reports_every_arm_and_gate(tmp_path):
@@ -46,6 +46,13 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     assert out["idm_source"]["target_met"] is False and r.stdout.count("| idm_source |") == 3
     assert "gate W" in r.stdout and "held-out CCA" in r.stdout
     assert "instruction share" in r.stdout
+    # the pseudo-label arm: its labeler's held-out R^2, no zero-shot evaluation, labels the run made and marked
+    assert len(out["vpt_source"]["labels"]["heldout_r2"]) == 3 and "zero_shot" not in out["vpt_source"]
+    assert "vpt_source: the labeler (an IDM trained on the stage-2 demos)" in r.stdout
+    rec = json.load(open(tmp_path / "cmp" / "units" / "vpt_source_seed0.json"))
+    assert [c.split()[1] for c in rec["commands"]] == ["label.py", "finetune.py", "finetune.py", "evaluate.py"]
+    assert f"--data {os.path.join('cmp', 'vpt_source', 'seed0', 'labels')}" in rec["commands"][1]
+    assert "source_video_labeled.hdf5" in os.listdir(tmp_path / "cmp" / "vpt_source" / "seed0" / "labels")
     # a dp_ arm trains Diffusion Policy in every stage, the others BAKU
     for arm, stages in (("scratch", ["ft"]), ("wm_target", ["pre", "ft"]), ("dp_scratch", ["ft"]),
                         ("dp_wm_target", ["pre", "ft"])):
