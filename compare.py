@@ -29,6 +29,10 @@ choosing the recipe):
                  an inverse-dynamics model and a one-step forward model learn the latents, the policy
                  learns to predict them from frame t and the instruction
     idm_target   the same on target-domain video
+    vpt_target   pseudo-labels (label.py; VPT, BCO): an inverse-dynamics model trained on the 5 stage-2 demos
+                 per task labels the target-domain video, then supervised pretraining on those labels as
+                 sup_source's (no zero-shot evaluation)
+    vpt_source   the same on the source-domain video (another embodiment: not expected to transfer)
     dp_<arm>     the same arm with Diffusion Policy instead of BAKU (dp_scratch, dp_wm_target, ...); its
                  paired difference is to dp_scratch
 
@@ -54,6 +58,8 @@ choosing one):
                  (results/toy_compare_idm.md, before any LIBERO unit ran): the IDM's own latents pass gate L,
                  but the policy predicts them with R^2 0.33 and its latents fail gate L, and idm_source is
                  -5.8 points [-16.8, 5.2] against scratch. So idm is not a default arm here (--arms adds it).
+    vpt          pseudo-labels (label.py): an inverse-dynamics model trained on the labeled demos labels the
+                 video, then sup's path on those labels (no zero-shot evaluation); docs/libero.md
 Not run: wm with --detach_latents. BAKU small has no batch statistics (GroupNorm, LayerNorm), so a
 policy whose gradient is stopped leaves stage 1 exactly as it entered: equal to scratch by construction.
 Evaluation: init states 0..--episodes-1 (10) of every task, the same for every arm and seed. Success
@@ -86,7 +92,9 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from intervals import t_interval, wilson  # the tables' 95% intervals (stdlib only)
+import numpy as np
+
+from intervals import mde, t_interval, wilson  # the tables' 95% intervals and the design's resolution
 
 # per environment: the arms it knows, its default arms and budgets (flags left unset take these)
 ENVS = {
@@ -241,7 +249,8 @@ def damaged(arm, s):
         rec = json.load(open(path))
     except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, a bad UTF-8 byte
         return f"{type(e).__name__}: {e}" if os.path.getsize(path) else "an empty file"
-    need = ["arm", "seed", "success", "tasks", *(["pre_eval", "cca"] if latent_arm(arm) else [])]
+    need = ["arm", "seed", "success", "tasks", *(["pre_eval", "cca"] if latent_arm(arm) else []),
+            *(["zero_shot"] if zero_shot(arm) else []), *(["labels"] if base(arm).startswith("vpt") else [])]
     if not isinstance(rec, dict) or any(k not in rec for k in need):
         return f"JSON without {', '.join(k for k in need if not isinstance(rec, dict) or k not in rec)}"
     if not (isinstance(rec["success"], dict) and {"successes", "episodes", "success_rate"} <= set(rec["success"])):
@@ -361,7 +370,7 @@ def unit(key):
     if latent_arm(arm):
         run("pretrain.py", *pre[base(arm)], *policy(arm), "--seed", s, "--max_steps", args.pretrain_steps,
             "--out_dir", os.path.join(d, "pre"), *tiny, done=os.path.join(d, "pre", "DONE"), train=True, unit=cmds)
-    elif base(arm) != "scratch":  # supervised: finetune.py on labeled episodes, then its zero-shot success
+    elif base(arm) != "scratch":  # supervised: finetune.py on labeled episodes (then, zero_shot: its success)
         sup = pre[base(arm)]
         if base(arm).startswith("vpt"):  # pseudo-labels: an IDM trained on the stage-2 demos labels the video
             run("label.py", "--demos", stage2_data[1], "--video", to_label[base(arm)], "--out",
@@ -407,6 +416,21 @@ parallel(unit, list(dirs))
 recs = {key: json.load(open(record_path(key))) for key in dirs}
 res, seeds = {}, range(args.seeds)
 mean = lambda xs: sum(xs) / len(xs)
+
+
+def bootstrap(arm, ref, draws=10000):
+    """95% percentile interval of the paired mean difference in success, arm - ref, resampling seeds and tasks
+    (both with replacement, a fixed generator): seeds and tasks are where the variance lies, and the episodes of
+    one policy on one task are not independent draws. Cell (seed, task): the difference of the two rates."""
+    names = [t["task"] for t in recs[arm, 0]["tasks"]]
+    rate = lambda a, s: {t["task"]: t["successes"] / t["episodes"] for t in recs[a, s]["tasks"]}
+    d = np.array([[rate(arm, s)[t] - rate(ref, s)[t] for t in names] for s in seeds])  # (S, T)
+    g = np.random.default_rng(0)
+    si, ti = g.integers(0, d.shape[0], (draws, d.shape[0])), g.integers(0, d.shape[1], (draws, d.shape[1]))
+    means = d[si[:, :, None], ti[:, None, :]].mean((1, 2))  # (draws,): each draw's grid of S x T resampled cells
+    return np.percentile(means, [2.5, 97.5]).tolist()
+
+
 for arm in arms:
     ev = [recs[arm, s]["success"] for s in seeds]
     rates = [e["success_rate"] for e in ev]
@@ -422,8 +446,12 @@ for arm in arms:
     scratch = "dp_scratch" if arm.startswith("dp_") else "scratch"  # paired with the same policy's scratch arm
     if scratch in arms:
         ref = [recs[scratch, s]["success"]["success_rate"] for s in seeds]
-        d, dci = t_interval([a - b for a, b in zip(rates, ref)])
+        diffs = [a - b for a, b in zip(rates, ref)]
+        d, dci = t_interval(diffs)
         r |= {"diff_vs_scratch": d, "diff_ci95": dci, "helps": bool(d >= args.helps_points / 100 and dci[0] > 0)}
+        if arm != scratch:  # beside the rule's t-interval: seeds and tasks resampled; the design's resolution
+            sd = math.sqrt(sum((x - d) ** 2 for x in diffs) / (len(diffs) - 1)) if len(diffs) > 1 else float("nan")
+            r |= {"diff_boot95": bootstrap(arm, scratch), "diff_sd": sd, "mde80": mde(sd, len(diffs))}
     if "labels" in recs[arm, 0]:  # vpt: the labeler's held-out R^2, per dimension (mean over seeds) and pooled per seed
         r["labels"] = {"heldout_r2": [mean(v) for v in zip(*[recs[arm, s]["labels"]["heldout_r2"] for s in seeds])],
                        "pooled_per_seed": [recs[arm, s]["labels"]["heldout_r2_pooled"] for s in seeds]}
@@ -459,13 +487,19 @@ for arm in arms:
 
 pct = lambda x: f"{100 * x:.1f}" if x == x else "nan"
 lines = ["| arm | success % [95% over seeds] [95% over episodes] | paired diff to scratch (dp_: to dp_scratch) [95%] "
-         "| zero-shot % |", "|---|---|---|---|"]
+         "| bootstrap 95% (seeds x tasks) | zero-shot % |", "|---|---|---|---|---|"]
 for arm, r in res.items():
     lines.append(f"| {arm} | {pct(r['success'])} [{pct(r['ci95_seeds'][0])}, {pct(r['ci95_seeds'][1])}] "
                  f"[{pct(r['ci95_episodes'][0])}, {pct(r['ci95_episodes'][1])}] | "
                  + (f"{pct(r['diff_vs_scratch'])} [{pct(r['diff_ci95'][0])}, {pct(r['diff_ci95'][1])}]"
                     f"{' helps' if r['helps'] else ''}" if "diff_vs_scratch" in r else "-")
+                 + (f" | [{pct(r['diff_boot95'][0])}, {pct(r['diff_boot95'][1])}]" if "diff_boot95" in r else " | -")
                  + f" | {pct(r['zero_shot']) if 'zero_shot' in r else '-'} |")
+lines += ["", "The rule reads the paired t-interval; the Wilson interval pools every episode as if independent, so it "
+          "describes one arm and is not evidence across arms. The design's resolution (80% power, two-sided 5%, from "
+          f"the measured seed-to-seed SD of each paired difference, {args.seeds} seeds): "
+          + "; ".join(f"{arm} {100 * r['mde80']:.1f} points (SD {100 * r['diff_sd']:.1f})" for arm, r in res.items()
+                      if "mde80" in r)]
 lines += ["", "| arm | gate W numbers | open-loop k=1..n | copy k=1..n | swap ratio | shuffle ratio | held-out CCA "
           "per family (random init) | gate L | latents saturated | instruction share of latents (random init) "
           "| collapsed |",

@@ -18,11 +18,11 @@ pretraining on the video's true actions.
 2. Labels: the IDM trains again on all demo episodes (same steps and seed) and labels the video: a_t =
    IDM(o_t, o_{t+1}), turned back from [-1, 1] into the demos' action units.
 3. Files: each video file <name>.hdf5 becomes --out/<name>_labeled.hdf5 with its cameras, proprio and
-   instruction, and the predicted actions. An episode's last frame has no next frame and so no action: it is dropped, never
-   padded. The files say what their actions are: data.attrs['actions_source'] = 'predicted: label.py ...'
+   instruction, and the predicted actions. An episode's last frame has no next frame and so no action: it is
+   dropped, never padded. The files say what their actions are: data.attrs['actions_source'] = 'predicted: label.py ...'
    (episodes.py), and finetune.py prints a line when it trains on predicted actions.
 A file that exists is complete (atomic writes), so a killed run redone skips the files it finished;
---out/labels.json is written last and marks the run done.
+--out/config.json holds the flags (a rerun with others stops), --out/labels.json is written last and marks the run done.
 """
 import argparse
 import json
@@ -46,7 +46,7 @@ p.add_argument("--video", required=True, help="action-free episode files (a file
 p.add_argument("--out", required=True, help="folder of the labeled episode files and labels.json")
 p.add_argument("--size", type=int, default=64, help="the IDM's frame size (a power of two, at most the data's; 64: "
                "at 32 px the toy arm's motion is too small to read, idm.py)")
-p.add_argument("--steps", type=int, default=2000, help="IDM optimizer steps (each fit; the toy: ~60 ms each on one thread)")
+p.add_argument("--steps", type=int, default=2000, help="IDM optimizer steps (each fit; toy: ~60 ms each, one thread)")
 p.add_argument("--batch_size", type=int, default=64, help="frame pairs per step")
 p.add_argument("--seed", type=int, default=0, help="the held-out split, weights and batches")
 args = p.parse_args()
@@ -54,7 +54,12 @@ torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_thread
 if args.size < 16 or args.size & (args.size - 1) or args.steps < 1 or args.batch_size < 1:
     sys.exit(f"error: --size, --steps, --batch_size: expected a power of two >= 16 and integers >= 1, got "
              f"{args.size}, {args.steps}, {args.batch_size}")
-report = os.path.join(args.out, "labels.json")
+report, claim = os.path.join(args.out, "labels.json"), os.path.join(args.out, "config.json")
+if os.path.exists(claim):  # a run (done, or killed) with other flags must not pass for this one, nor mix its files in
+    done = json.load(open(claim))
+    if done != vars(args):
+        diff = ", ".join(f"--{k} {done.get(k)!r} (now {v!r})" for k, v in vars(args).items() if done.get(k) != v)
+        sys.exit(f"error: {claim}: --out holds labels made with other flags: {diff}; pass another --out, or delete it")
 if os.path.exists(report):
     print(f"{report} exists: the video is labeled already")
     sys.exit()
@@ -64,15 +69,26 @@ try:
     videos = [(path, *scan_file(path)) for path in find_episode_files(args.video)]  # (path, image_size, demos)
 except DataError as e:
     sys.exit(f"error: {e}")
-for path, size, _ in [(args.demos, demos.image_size, None), *videos]:
-    if size < args.size:
-        sys.exit(f"error: --size: expected at most the frame size of {path} ({size} px), got {args.size}")
+if demos.image_size < args.size:
+    sys.exit(f"error: --size: expected at most the frame size of {args.demos} ({demos.image_size} px), got {args.size}")
+outs = {}
+for path, size, eps in videos:
+    # the labeled video is the policy's pretraining data, and stage 2 then reads the demos: one frame size for both
+    if size != demos.image_size:
+        sys.exit(f"error: {path}: data.attrs['image_size']: expected the demos' {demos.image_size} px, got {size}")
+    if not any(d["T"] >= 2 for d in eps):
+        sys.exit(f"error: {path}: expected an episode of at least 2 frames (one transition to label), got none")
+    out = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + "_labeled.hdf5")  # not a toy name
+    if out in outs:
+        sys.exit(f"error: --video: {path} and {outs[out]} would both be labeled into {out}; give them distinct names")
+    outs[out] = path
 if len(demos.episodes) < 2:
     sys.exit(f"error: --demos {args.demos}: expected at least 2 episodes (one is held out), got {len(demos.episodes)}")
 
 # 1. the labeler's quality, on demo episodes it never trained on
 train_eps, held_eps = idm.heldout_split(len(demos.episodes), args.seed)
-model = idm.fit(idm.episode_pairs(demos, train_eps), demos.action_dim, args.size, args.steps, args.batch_size, args.seed)
+model = idm.fit(idm.episode_pairs(demos, train_eps), demos.action_dim, args.size, args.steps, args.batch_size,
+                args.seed)
 per_dim, pooled = idm.r2(model, idm.episode_pairs(demos, held_eps), args.size)
 print(f"IDM at {args.size} px on {len(train_eps)} demo episodes, held-out R^2 on {len(held_eps)}: "
       f"{' / '.join(f'{v:.2f}' for v in per_dim)} (pooled {pooled:.2f})")
@@ -103,17 +119,23 @@ def labeled(path, eps):
                    **({"seed": d["seed"]} if d["seed"] >= 0 else {})}
 
 
-# 3. the labeled files, one per video file
+# 3. the labeled files, one per video file; config.json first: what a killed run's files were made with
+os.makedirs(args.out, exist_ok=True)
+with open(claim + ".tmp", "w") as f:
+    json.dump(vars(args), f, indent=1)
+os.replace(claim + ".tmp", claim)
 files = []
-for path, size, eps in videos:
-    out = os.path.join(args.out, os.path.basename(path)[:-5] + "_labeled.hdf5")  # not a toy folder's file names
+for (path, size, eps), out in zip(videos, outs):
     with h5py.File(path, "r") as f:
         kind, fps = f["data"].attrs["source"], f["data"].attrs["fps"]
-    if not os.path.exists(out):  # a file that exists is complete: written atomically by an earlier run
+    if not os.path.exists(out):  # complete (written atomically) by a killed run with these flags: labels.json says so
         write_episodes(out, labeled(path, eps), kind, fps, attrs={"actions_source": source})
     files.append({"video": path, "out": out, "episodes": sum(d["T"] >= 2 for d in eps),
-                  "transitions": sum(max(d["T"] - 1, 0) for d in eps), "skipped_one_frame": sum(d["T"] < 2 for d in eps)})
-    print(f"wrote {out}: {files[-1]['episodes']} episodes, {files[-1]['transitions']} labeled transitions")
+                  "transitions": sum(max(d["T"] - 1, 0) for d in eps),
+                  "skipped_one_frame": sum(d["T"] < 2 for d in eps)})
+    skipped = files[-1]["skipped_one_frame"]  # one frame: no transition to label
+    print(f"wrote {out}: {files[-1]['episodes']} episodes, {files[-1]['transitions']} labeled transitions"
+          + (f"; {skipped} one-frame episodes left out (no transition)" if skipped else ""))
 rec = {"config": vars(args), "heldout_r2": per_dim, "heldout_r2_pooled": pooled, "train_episodes": len(train_eps),
        "heldout_episodes": len(held_eps), "action_stats": demos.stats, "files": files, "actions_source": source,
        "wall_s": round(time.time() - t0, 1)}

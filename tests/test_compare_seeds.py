@@ -59,3 +59,28 @@ def test_compare_seeds_pairing_interval_and_decision_rule(tmp_path):
     plant("oracle", [2, 1, 1])  # differences 0.05, 0.05, 0.05
     w = aggregate()["oracle"]
     assert w["helps"] is False and abs(w["diff_vs_scratch"] - 0.05) < 1e-9 and w["diff_ci95"][0] > 0
+
+    # the bootstrap over seeds and tasks reads the per-task counts: a difference the same in every (seed, task) cell
+    # has no spread to resample; one that differs only between seeds stays inside them; and the design's resolution
+    # is intervals.mde of the paired differences' SD
+    def plant_tasks(arm, per_seed):  # per_seed[s]: successes in every task (of its 2 quick episodes)
+        for s, k in enumerate(per_seed):
+            path = tmp_path / "cmp" / "units" / f"{arm}_seed{s}.json"
+            res = json.loads(path.read_text())
+            for t in res["tasks"]:
+                t["successes"] = k
+            n = sum(t["episodes"] for t in res["tasks"])
+            res["success"] |= {"successes": k * len(res["tasks"]), "success_rate": k * len(res["tasks"]) / n}
+            path.write_text(json.dumps(res))
+
+    plant_tasks("scratch", [0, 0, 0])
+    plant_tasks("oracle", [1, 1, 1])  # +0.5 in every cell
+    w = aggregate()["oracle"]
+    assert w["diff_boot95"] == [0.5, 0.5] and w["diff_sd"] == 0 and w["mde80"] == 0
+    plant_tasks("oracle", [0, 1, 2])  # +0, +0.5, +1 by seed, the same in every task
+    w = aggregate()["oracle"]
+    lo, hi = w["diff_boot95"]
+    assert 0 <= lo < 0.5 < hi <= 1 and hi - lo > 0.3  # seeds resampled: 0.0 .. 1.0 in steps of 1/6
+    sys.path.insert(0, ROOT)
+    from intervals import mde
+    assert abs(w["diff_sd"] - 0.5) < 1e-9 and abs(w["mde80"] - mde(0.5, 3)) < 1e-12

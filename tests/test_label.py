@@ -53,8 +53,10 @@ def test_label_writes_predicted_actions_close_to_the_true_ones(tmp_path):
     corr = [np.corrcoef(true[:, i], pred[:, i])[0, 1] for i in range(3)]
     assert min(corr) > 0.6, corr  # dx, dy, grip, in sample (the IDM's last fit saw these demos)
     assert abs(pred.mean(0) - true.mean(0)).max() < 0.5 * true.std(0).max()  # in the demos' units, not [-1, 1]
-    r = run(tmp_path, "label.py", "--demos", str(demos), "--video", str(demos), "--out", "lab")
+    r = run(tmp_path, "label.py", "--demos", str(demos), "--video", str(demos), "--out", "lab", "--steps", "300")
     assert "labeled already" in r.stdout
+    r = run(tmp_path, "label.py", "--demos", str(demos), "--video", str(demos), "--out", "lab", ok=False)  # other flags
+    assert r.returncode != 0 and "--steps 300 (now 2000)" in r.stderr and "Traceback" not in r.stderr
     r = run(tmp_path, "finetune.py", "--data", "lab", "--max_steps", "2", "--batch_size", "4", "--eval_every", "2",
             "--out_dir", "ft")
     assert "its actions are predicted: label.py" in r.stdout + r.stderr
@@ -64,3 +66,8 @@ def test_label_writes_predicted_actions_close_to_the_true_ones(tmp_path):
     r = run(tmp_path, "label.py", "--demos", str(tmp_path / "toy" / "source_video.hdf5"), "--video", str(demos), "--out",
             "bad", ok=False)
     assert r.returncode != 0 and "actions" in r.stderr and "Traceback" not in r.stderr
+    run(tmp_path, "convert.py", "toy", "--out", "toy32", "--image_size", "32", "--target_demos", "1", "--source_demos",
+        "1", "--source_episodes", "2")
+    r = run(tmp_path, "label.py", "--demos", str(demos), "--video", "toy32/source_video.hdf5", "--out", "bad", ok=False)
+    assert r.returncode != 0 and "image_size" in r.stderr and "64" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "bad").exists()
