@@ -26,7 +26,7 @@ def test_libero_compare_quick_every_arm_records_and_resume(tmp_path):
         assert out[arm]["episodes"] == 1 and list(out[arm]["tasks"]) == [
             "pick_up_the_alphabet_soup_and_place_it_in_the_basket"]
     assert "zero_shot" not in out["wm"] and "zero_shot" in out["sup"]  # sup: its policy also before stage 2
-    assert len(out["wm"]["gate_w"]["openloop_k"]) == 10 and "pick" in out["wm"]["cca"]
+    assert len(out["wm"]["gate_w"]["openloop_k"]) == 10 and "put" in out["wm"]["cca"]
     # stage 1 builds the stage-2 policy (agentview + 8-d proprio, 7-d actions); its world model sees 32 px; sup
     # trains the same policy on the same video with its actions; every arm is evaluated from the same init states
     cmds = {arm: json.load(open(tmp_path / "cmp" / "units" / f"{arm}_seed0.json"))["commands"] for arm in ARMS}
