@@ -401,7 +401,10 @@ def unit(key):
     if zero_shot(arm, s):
         rec["zero_shot"] = load(d, "pre", "eval", "results.json")["overall"]
     if base(arm).startswith("vpt"):  # the labeler's quality: held-out R^2 on demo episodes it never trained on
-        rec["labels"] = {k: load(d, "labels", "labels.json")[k] for k in ("heldout_r2", "heldout_r2_pooled")}
+        lab = load(d, "labels", "labels.json")
+        rec["labels"] = {k: lab[k] for k in ("heldout_r2", "heldout_r2_pooled")}
+        if all("video_r2_pooled" in f for f in lab["files"]):  # the video records actions: they score the labels
+            rec["labels"]["video_r2_pooled"] = sum(f["video_r2_pooled"] for f in lab["files"]) / len(lab["files"])
     if latent_arm(arm):
         rows = open(os.path.join(d, "pre", "log.jsonl")).readlines()
         rec["pre_eval"] = [json.loads(l)["eval"] for l in rows if '"eval"' in l][-1]  # stage 1's final eval
@@ -460,6 +463,8 @@ for arm in arms:
     if "labels" in recs[arm, 0]:  # vpt: the labeler's held-out R^2, per dimension (mean over seeds) and pooled per seed
         r["labels"] = {"heldout_r2": [mean(v) for v in zip(*[recs[arm, s]["labels"]["heldout_r2"] for s in seeds])],
                        "pooled_per_seed": [recs[arm, s]["labels"]["heldout_r2_pooled"] for s in seeds]}
+        if all("video_r2_pooled" in recs[arm, s]["labels"] for s in seeds):
+            r["labels"]["video_pooled_per_seed"] = [recs[arm, s]["labels"]["video_r2_pooled"] for s in seeds]
     if "zero_shot" in recs[arm, 0]:  # over the seeds that have it (--zero_shot_seeds)
         r["zero_shot"] = mean([recs[arm, s]["zero_shot"]["success_rate"] for s in seeds if "zero_shot" in recs[arm, s]])
     if latent_arm(arm):
@@ -505,10 +510,11 @@ lines += ["", "The rule reads the paired t-interval; the Wilson interval pools e
           f"the measured seed-to-seed SD of each paired difference, {args.seeds} seeds): "
           + "; ".join(f"{arm} {100 * r['mde80']:.1f} points (SD {100 * r['diff_sd']:.1f})" for arm, r in res.items()
                       if "mde80" in r)]
-lines += ["", "| arm | gate W numbers | open-loop k=1..n | copy k=1..n | swap ratio | shuffle ratio | held-out CCA "
-          "per family (random init) | gate L | latents saturated | instruction share of latents (random init) "
-          "| collapsed |",
-          "|---|---|---|---|---|---|---|---|---|---|---|"]
+if any("gate_w" in r for r in res.values()):  # arms without a world model have no gates
+    lines += ["", "| arm | gate W numbers | open-loop k=1..n | copy k=1..n | swap ratio | shuffle ratio | held-out CCA "
+              "per family (random init) | gate L | latents saturated | instruction share of latents (random init) "
+              "| collapsed |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
 for arm, r in res.items():
     if "gate_w" in r:
         w, c = r["gate_w"], r["cca"]
@@ -520,11 +526,17 @@ for arm, r in res.items():
                      f"| {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | {fams} | {verdict(r['gate_l_pass'])} "
                      f"| {sat} | {pct(r['latents']['latent_instruction_share'])}% "
                      f"({pct(r['latents']['random_instruction_share'])}%) | {r['latents']['collapsed']} of {args.seeds} |")
+labelers = {}  # vpt arms whose labelers are the same (same demos and seeds) share one line
 for arm, r in res.items():
     if "labels" in r:
-        lines += ["", f"{arm}: the labeler (an IDM trained on the stage-2 demos) on held-out demo episodes, R^2 per action "
-                  f"dimension (mean over seeds) {' / '.join(f'{v:.2f}' for v in r['labels']['heldout_r2'])}, pooled per seed "
-                  f"{' / '.join(f'{v:.2f}' for v in r['labels']['pooled_per_seed'])}"]
+        line = (f"the labeler (an IDM trained on the stage-2 demos) on held-out demo episodes, R^2 per action dimension "
+                f"(mean over seeds) {' / '.join(f'{v:.2f}' for v in r['labels']['heldout_r2'])}, pooled per seed "
+                f"{' / '.join(f'{v:.2f}' for v in r['labels']['pooled_per_seed'])}")
+        labelers.setdefault(line, []).append(arm)
+lines += [x for line, arms in labelers.items() for x in ("", f"{', '.join(arms)}: {line}")]
+lines += [f"{arm}: the labels against the actions its video records (never used), R^2 pooled per seed "
+          f"{' / '.join(f'{v:.2f}' for v in r['labels']['video_pooled_per_seed'])}"
+          for arm, r in res.items() if "video_pooled_per_seed" in r.get("labels", {})]
 idm = [(arm, r) for arm, r in res.items() if "idm" in r]
 if idm:
     lines += ["", "| arm | IDM latents: open-loop k=1..n | swap ratio | shuffle ratio | held-out CCA per family (random "

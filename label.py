@@ -19,7 +19,10 @@ pretraining on the video's true actions.
    IDM(o_t, o_{t+1}), turned back from [-1, 1] into the demos' action units.
 3. Files: each video file <name>.hdf5 becomes --out/<name>_labeled.hdf5 with its cameras, proprio and
    instruction, and the predicted actions. An episode's last frame has no next frame and so no action: it is
-   dropped, never padded. The files say what their actions are: data.attrs['actions_source'] = 'predicted: label.py ...'
+   dropped, never padded. Where a video file records actions (the toy's, LIBERO's expert video) they are never
+   used, but they score the labels: R^2 against them is printed and kept in labels.json (`video_r2`), the
+   labels' quality on the video itself, which can differ from the demos' (another look, another embodiment).
+   The files say what their actions are: data.attrs['actions_source'] = 'predicted: label.py ...'
    (episodes.py), and finetune.py prints a line when it trains on predicted actions.
 A file that exists is complete (atomic writes), so a killed run redone skips the files it finished;
 --out/config.json holds the flags (a rerun with others stops), --out/labels.json is written last and marks the run done.
@@ -36,7 +39,7 @@ import torch
 
 import idm
 from convert import write_episodes
-from data import DemoWindows, find_episode_files, unnormalize_actions
+from data import DemoWindows, find_episode_files, normalize_actions, unnormalize_actions
 from episodes import DataError, scan_file
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,6 +122,21 @@ def labeled(path, eps):
                    **({"seed": d["seed"]} if d["seed"] >= 0 else {})}
 
 
+def video_r2(path, eps, out):
+    """Where the video file records actions (a check: they never reach the labels), the labels' R^2 against them,
+    per dimension and pooled, in the demos' normalised units as the held-out R^2; None if it records none."""
+    t, p = [], []
+    with h5py.File(path, "r") as f, h5py.File(out, "r") as g:
+        for i, d in enumerate(x for x in eps if x["T"] >= 2):  # out's demo_i is the i-th episode with a transition
+            if "actions" not in f[d["key"]]:
+                return None
+            a = g[f"data/demo_{i}/actions"][()]  # (T-1, A)
+            t.append(f[d["key"]]["actions"][: len(a)]), p.append(a)
+    t, p = (normalize_actions(np.concatenate(x).astype(np.float64), demos.stats) for x in (t, p))  # (N, A) each
+    sse, sst = ((p - t) ** 2).sum(0), ((t - t.mean(0)) ** 2).sum(0)
+    return (1 - sse / sst).tolist(), float(1 - sse.sum() / sst.sum())
+
+
 # 3. the labeled files, one per video file; config.json first: what a killed run's files were made with
 os.makedirs(args.out, exist_ok=True)
 with open(claim + ".tmp", "w") as f:
@@ -136,6 +154,11 @@ for (path, size, eps), out in zip(videos, outs):
     skipped = files[-1]["skipped_one_frame"]  # one frame: no transition to label
     print(f"wrote {out}: {files[-1]['episodes']} episodes, {files[-1]['transitions']} labeled transitions"
           + (f"; {skipped} one-frame episodes left out (no transition)" if skipped else ""))
+    check = video_r2(path, eps, out)
+    if check:
+        files[-1]["video_r2"], files[-1]["video_r2_pooled"] = check
+        print(f"  its recorded actions (never used) score the labels: R^2 {' / '.join(f'{v:.2f}' for v in check[0])} "
+              f"(pooled {check[1]:.2f})")
 rec = {"config": vars(args), "heldout_r2": per_dim, "heldout_r2_pooled": pooled, "train_episodes": len(train_eps),
        "heldout_episodes": len(held_eps), "action_stats": demos.stats, "files": files, "actions_source": source,
        "wall_s": round(time.time() - t0, 1)}

@@ -48,6 +48,7 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     assert "instruction share" in r.stdout
     # the pseudo-label arm: its labeler's held-out R^2, no zero-shot evaluation, labels the run made and marked
     assert len(out["vpt_source"]["labels"]["heldout_r2"]) == 3 and "zero_shot" not in out["vpt_source"]
+    assert "video_pooled_per_seed" not in out["vpt_source"]["labels"]  # the toy's source video records no actions
     assert "vpt_source: the labeler (an IDM trained on the stage-2 demos)" in r.stdout
     rec = json.load(open(tmp_path / "cmp" / "units" / "vpt_source_seed0.json"))
     assert [c.split()[1] for c in rec["commands"]] == ["label.py", "finetune.py", "finetune.py", "evaluate.py"]

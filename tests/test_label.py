@@ -53,6 +53,10 @@ def test_label_writes_predicted_actions_close_to_the_true_ones(tmp_path):
     corr = [np.corrcoef(true[:, i], pred[:, i])[0, 1] for i in range(3)]
     assert min(corr) > 0.6, corr  # dx, dy, grip, in sample (the IDM's last fit saw these demos)
     assert abs(pred.mean(0) - true.mean(0)).max() < 0.5 * true.std(0).max()  # in the demos' units, not [-1, 1]
+    # the video records actions here, so they score the labels: R^2 per dimension (min-max normalising changes none)
+    ref = 1 - ((pred - true) ** 2).sum(0) / ((true - true.mean(0)) ** 2).sum(0)
+    assert np.allclose(rep["files"][0]["video_r2"], ref, atol=1e-4), (rep["files"][0]["video_r2"], ref)
+    assert "its recorded actions (never used) score the labels" in r.stdout
     r = run(tmp_path, "label.py", "--demos", str(demos), "--video", str(demos), "--out", "lab", "--steps", "300")
     assert "labeled already" in r.stdout
     r = run(tmp_path, "label.py", "--demos", str(demos), "--video", str(demos), "--out", "lab", ok=False)  # other flags
