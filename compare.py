@@ -70,7 +70,7 @@ held-out video windows: open-loop error vs copying frame t per k, swap and shuff
 Units and resuming. One unit = one arm and seed: stage 1, stage 2, evaluation, CCA. Runs go to
 --out/<arm>/seed<s>/ (a finished run is skipped on a rerun, a killed one resumes), and each finished
 unit leaves a small record, --records/<arm>_seed<s>.json (toy: --out/units; LIBERO: results/
-libero_compare/, committed), which a rerun reads instead of running the unit again: a comparison
+libero_compare/, committed; it names the git commit that ran it), which a rerun reads instead of running the unit again: a comparison
 longer than a session continues on a fresh machine from its committed records (one that cannot be
 read stops the rerun at its start, naming it). The tables are made from the records alone. Every
 command run is appended to --out/commands.log, and its output (progress bars, log lines) goes to
@@ -270,6 +270,10 @@ for arm, s in [(a, s) for a in arms for s in range(args.seeds)]:
                  f"(git checkout -- it, where the records are committed) or delete it to run the unit again")
 py, env = sys.executable, dict(os.environ, OMP_NUM_THREADS="1")
 here = os.path.dirname(os.path.abspath(__file__))
+git = lambda *a: subprocess.run(["git", *a], cwd=here, capture_output=True, text=True).stdout.strip()
+# the code this invocation runs, in every record it writes: records of different code are never pooled unknowingly
+# ("+dirty": tracked files changed since that commit; None: not a git checkout)
+commit = (git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")) or None
 os.makedirs(args.out, exist_ok=True)
 os.makedirs(args.records, exist_ok=True)
 log = open(os.path.join(args.out, "commands.log"), "a")  # every command run, in order, for the record
@@ -396,7 +400,7 @@ def unit(key):
             os.path.join(d, "cca"), done=os.path.join(d, "cca", "cca.json"), unit=cmds)
     # the record: what the tables need, small enough to commit
     ev = load(d, "ft", "eval", "results.json")
-    rec = {"arm": arm, "seed": s, "success": ev["overall"], "commands": cmds,
+    rec = {"arm": arm, "seed": s, "commit": commit, "success": ev["overall"], "commands": cmds,
            "tasks": [{k: t[k] for k in ("task", "family", "successes", "episodes", "per_episode")} for t in ev["tasks"]]}
     if zero_shot(arm, s):
         rec["zero_shot"] = load(d, "pre", "eval", "results.json")["overall"]

@@ -52,6 +52,8 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     assert "vpt_source: the labeler (an IDM trained on the stage-2 demos)" in r.stdout
     rec = json.load(open(tmp_path / "cmp" / "units" / "vpt_source_seed0.json"))
     assert [c.split()[1] for c in rec["commands"]] == ["label.py", "finetune.py", "finetune.py", "evaluate.py"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert head and rec["commit"].split("+")[0] == head  # the code the unit ran
     assert f"--data {os.path.join('cmp', 'vpt_source', 'seed0', 'labels')}" in rec["commands"][1]
     assert "source_video_labeled.hdf5" in os.listdir(tmp_path / "cmp" / "vpt_source" / "seed0" / "labels")
     # a dp_ arm trains Diffusion Policy in every stage, the others BAKU
