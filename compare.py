@@ -52,7 +52,10 @@ choosing one):
     scratch      no pretraining
     wm           LAWM stage 1 on the video (pretrain.py, the RSSM at --wm_image_size: the smallest size
                  whose supervised probe, `python idm.py --probe`, reads the actions within 0.05 pooled R^2 of
-                 the best size measured: 32 px, docs/libero.md)
+                 the best size measured: 32 px, docs/libero.md), with the recipe stage 1's own gates chose
+                 (results/libero_stage1/run.py, docs/libero.md): --no_context, batch 64, lr 3e-4, 12,000 steps.
+                 The first comparison's wm (context on, batch 16, lr 1e-3, 3,000 steps) is in
+                 results/libero_compare_first/
     sup          supervised pretraining on the same video WITH its actions: the upper bound
     idm          the inverse-dynamics arm (pretrain.py --latents idm), if its toy gates pass. They did not
                  (results/toy_compare_idm.md, before any LIBERO unit ran): the IDM's own latents pass gate L,
@@ -104,7 +107,7 @@ ENVS = {
                 episodes=50, pretrain_steps=1500, sup_steps=4000, ft_steps=1500, ft_lr=1e-3, helps_points=10,
                 zero_shot_seeds=1000),
     "libero_object": dict(known=("scratch", "wm", "sup", "idm", "vpt"), arms="scratch,wm,sup", seeds=3, episodes=10,
-                          pretrain_steps=3000, sup_steps=3000, ft_steps=4000, ft_lr=3e-4, helps_points=5,
+                          pretrain_steps=12000, sup_steps=3000, ft_steps=4000, ft_lr=3e-4, helps_points=5,
                           zero_shot_seeds=3),
 }
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,7 +119,7 @@ p.add_argument("--episodes", type=int, default=None, help="evaluation episodes p
 p.add_argument("--eval_seed", type=int, default=0, help="toy: first seed of the evaluation episodes")
 p.add_argument("--first_init", type=int, default=0, help="LIBERO: first fixed init state of the evaluation (40: the "
                "states for choosing a recipe)")
-p.add_argument("--pretrain_steps", type=int, default=None, help="stage-1 steps (toy 1500, LIBERO 3000)")
+p.add_argument("--pretrain_steps", type=int, default=None, help="stage-1 steps (toy 1500, LIBERO 12000)")
 p.add_argument("--sup_steps", type=int, default=None, help="supervised pretraining steps (toy 4000, LIBERO 3000)")
 p.add_argument("--ft_steps", type=int, default=None, help="stage-2 steps, every arm (toy 1500, LIBERO 4000)")
 p.add_argument("--ft_lr", type=float, default=None, help="stage-2 peak learning rate, every arm (toy 1e-3, LIBERO 3e-4)")
@@ -353,7 +356,8 @@ else:
     obs = ["--cameras", "agentview", "--state_keys", "ee_states,gripper_states"]  # the stage-2 policy's inputs
     latent = ["--data", video, "--cameras", "agentview", "--state_dim", 8, "--latent_dim", 7,
               "--wm_image_size", args.wm_image_size]  # stage 1 builds the same policy, latents of the action size
-    pre = {"wm": latent, "idm": [*latent, "--latents", "idm"], "sup": ["--data", video, *obs, "--batch_size", 64,
+    # wm: the stage-1 recipe its gates chose (docs/libero.md); idm (not a default arm) keeps context on, batch 16
+    pre = {"wm": [*latent, "--no_context", "--batch_size", 64, "--lr", 3e-4], "idm": [*latent, "--latents", "idm"], "sup": ["--data", video, *obs, "--batch_size", 64,
                                                                       "--lr", 3e-4], "vpt": [*obs, "--batch_size", 64, "--lr", 3e-4]}
     to_label = {"vpt": video}
     stage2_data, cca_data = ["--data", demos, *obs, "--batch_size", 64], demos

@@ -30,7 +30,7 @@ def test_libero_compare_quick_every_arm_records_and_resume(tmp_path):
     # stage 1 builds the stage-2 policy (agentview + 8-d proprio, 7-d actions); its world model sees 32 px; sup
     # trains the same policy on the same video with its actions; every arm is evaluated from the same init states
     cmds = {arm: json.load(open(tmp_path / "cmp" / "units" / f"{arm}_seed0.json"))["commands"] for arm in ARMS}
-    assert "--state_dim 8 --latent_dim 7 --wm_image_size 32" in cmds["wm"][0]
+    assert "--state_dim 8 --latent_dim 7 --wm_image_size 32 --no_context" in cmds["wm"][0]  # the recipe its gates chose
     assert cmds["sup"][0].split()[1] == "finetune.py" and "video --cameras agentview --state_keys" in cmds["sup"][0]
     for arm in ARMS:
         assert any(c.split()[1] == "evaluate.py" and "--first_init 0" in c for c in cmds[arm])
