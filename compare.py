@@ -542,7 +542,7 @@ for arm, r in res.items():
                 f"{' / '.join(f'{v:.2f}' for v in r['labels']['pooled_per_seed'])}")
         labelers.setdefault(line, []).append(arm)
 lines += [x for line, arms in labelers.items() for x in ("", f"{', '.join(arms)}: {line}")]
-lines += [f"{arm}: the labels against the actions its video records (never used), R^2 pooled per seed "
+lines += [f"{arm}: the labels against the actions its video records (never used), R^2 (pooled per file, mean over files) per seed "
           f"{' / '.join(f'{v:.2f}' for v in r['labels']['video_pooled_per_seed'])}"
           for arm, r in res.items() if "video_pooled_per_seed" in r.get("labels", {})]
 idm = [(arm, r) for arm, r in res.items() if "idm" in r]

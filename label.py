@@ -124,7 +124,10 @@ def labeled(path, eps):
 
 def video_r2(path, eps, out):
     """Where the video file records actions (a check: they never reach the labels), the labels' R^2 against them,
-    per dimension and pooled, in the demos' normalised units as the held-out R^2; None if it records none."""
+    per dimension and pooled, in the demos' normalised units as the held-out R^2; None unless every episode with a
+    transition records them (predicted actions, label.py's own, are no reference)."""
+    if any(d["actions_source"] != "recorded" for d in eps):
+        return None
     t, p = [], []
     with h5py.File(path, "r") as f, h5py.File(out, "r") as g:
         for i, d in enumerate(x for x in eps if x["T"] >= 2):  # out's demo_i is the i-th episode with a transition

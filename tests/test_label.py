@@ -64,6 +64,10 @@ def test_label_writes_predicted_actions_close_to_the_true_ones(tmp_path):
     r = run(tmp_path, "finetune.py", "--data", "lab", "--max_steps", "2", "--batch_size", "4", "--eval_every", "2",
             "--out_dir", "ft")
     assert "its actions are predicted: label.py" in r.stdout + r.stderr
+    # predicted actions are no reference: labeling a labeled file scores nothing
+    r = run(tmp_path, "label.py", "--demos", str(demos), "--video", "lab", "--out", "lab2", "--steps", "20")
+    assert "score the labels" not in r.stdout
+    assert "video_r2" not in json.load(open(tmp_path / "lab2" / "labels.json"))["files"][0]
     # bad input: one line naming the flag or the file, nothing written
     r = run(tmp_path, "label.py", "--demos", str(demos), "--video", str(demos), "--out", "bad", "--size", "128", ok=False)
     assert r.returncode != 0 and "--size" in r.stderr and "Traceback" not in r.stderr and not (tmp_path / "bad").exists()
