@@ -23,7 +23,18 @@ Groups:
     release   the authors' release world model (the dreamerv3/ folder of github.com/baheytharwat/lawm; --release_dir:
               a checkout of it; needs pyyaml) built as its lawm/algos/baku.py builds it, for its "1m" and "12m"
               profiles, and trained as there (10 frames at 128 px, reconstruction + KL, no open-loop term), with
-              stage1's batch, stand-in policy, clip and AdamW: what stage1's numbers compare with (not in the default)
+              stage1's batch, stand-in policy, clip and AdamW: step time, parameters and FLOPs, what stage1's
+              numbers compare with (not in the default; --release_sizes)
+    pair      the steps the speed goals compare, interleaved in one process (each round times one step of every
+              row, after 4 warm-up steps each; median ms per row, and the ratios): ours as pretrain.py ships it at
+              128 px, batch 8, for each of --stage1_sizes, and plain (no frame-t context, no open-loop term: the
+              release's work); the toy's step (2m at 32 px, batch 16); the inverse-dynamics arm's (idm.py at 64 px,
+              batch 16, its forward model on 4 pairs per window and the IDM's latents of all 10 as the stand-in
+              policy's targets). With --against DIR the same rows from DIR's rssm.py and idm.py (a checkout of an
+              earlier commit, "base", each step as that commit shipped it), so a commit pairing is one command
+              (git worktree add ../lawm_base <commit>); with --release_dir the release's
+              --release_sizes beside ours, in order (1m beside 2m, 12m beside 25m: the nearest parameter counts):
+                  python bench.py --only pair --against ../lawm_base --release_dir ../release --threads 1
     libero    LIBERO-Object env steps/s (all processes together) with 1 and 2 simulator processes, for
               the fast render path (agentview only, MSAA off: evaluation's default), the wrist camera added
               (agentview + wrist, MSAA off: what a policy with the wrist camera costs) and the official
@@ -37,6 +48,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,7 +69,9 @@ p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                help="stage1 group: bfloat16 autocasts the step, as pretrain.py does (CUDA only)")
 p.add_argument("--peak_tflops", type=float, default=0.0, help="stage1 group: the device's peak TFLOP/s in --dtype "
                "(e.g. 989 for an H100 SXM in bf16): adds the model FLOPs utilisation (0 = not reported)")
-p.add_argument("--release_dir", default="", help="release group: a checkout of github.com/baheytharwat/lawm")
+p.add_argument("--release_dir", default="", help="release and pair groups: a checkout of github.com/baheytharwat/lawm")
+p.add_argument("--release_sizes", default="1m,12m", help="the release's size profiles the release and pair groups time")
+p.add_argument("--against", default="", help="pair group: a checkout of an earlier commit, timed beside this one")
 p.add_argument("--out", default="bench.json", help="where the JSON goes (also printed)")
 args = p.parse_args()
 setup_process()  # as the stage scripts run: a warm allocator on CPU (run.setup_process)
@@ -69,8 +83,17 @@ if args.dtype == "bfloat16" and device.type != "cuda":
     sys.exit(f"error: --dtype bfloat16: expected --device cuda (autocast on CUDA only, as pretrain.py), got {args.device}")
 if args.stage1_batch < 1 or args.peak_tflops < 0:
     sys.exit(f"error: --stage1_batch, --peak_tflops: expected >= 1 and >= 0, got {args.stage1_batch}, {args.peak_tflops}")
+
+def commit(folder):
+    """The checkout's commit, "-dirty" when it has uncommitted changes ("" outside git)."""
+    r = subprocess.run(["git", "-C", folder, "describe", "--always", "--dirty", "--abbrev=12"], capture_output=True,
+                       text=True)
+    return r.stdout.strip()
+
+
 results = {"device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
-           "torch": torch.__version__, "threads": torch.get_num_threads()}
+           "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "commit": commit(os.path.dirname(os.path.abspath(__file__))), "argv": sys.argv[1:]}
 
 
 def timed(fn):
@@ -206,7 +229,10 @@ if "stage1" in groups:
             parts["clip_and_optimizer"] = timed(lambda: (torch.nn.utils.clip_grad_norm_(params, 100.0), opt.step()))
             results.update({f"{key}_{k}_ms": 1000 * v for k, v in parts.items()})
 
-if "release" in groups:
+def release_step(size):
+    """The release's world model of --release_dir in its size profile `size`, built as its lawm/algos/baku.py
+    builds it and trained as there (10 frames at 128 px, reconstruction + KL), with stage1's batch (8), stand-in
+    policy, clip and AdamW -> (one training step, its parameter count)."""
     import io
     import types
     import warnings
@@ -221,27 +247,125 @@ if "release" in groups:
     warnings.filterwarnings("ignore", "To copy construct")  # its preprocess re-wraps every input (and detaches it)
     warnings.filterwarnings("ignore", category=FutureWarning)  # its torch.cuda.amp calls
     space = types.SimpleNamespace(spaces={"image": types.SimpleNamespace(shape=(128, 128, 3))})  # gym's Dict(Box)
-    for size in ("1m", "12m"):
-        cfg = yaml.safe_load(open(os.path.join(args.release_dir, "dreamerv3", "worldmodel_config.yaml")))
-        apply_size_override(cfg, f"size{size}")
-        flat = setup_config_for_worldmodel(dict(cfg["defaults"], device=args.device), cfg.get(f"size{size}", {}))
-        torch.manual_seed(0)
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints its shapes and sizes
-            wm = ReleaseWorldModel(space, Config(**flat)).to(device)
-        pol = torch.nn.Linear(384, 10 * 7).to(device)  # stage1's stand-in policy
-        params = list(wm.parameters()) + list(pol.parameters())
+    cfg = yaml.safe_load(open(os.path.join(args.release_dir, "dreamerv3", "worldmodel_config.yaml")))
+    apply_size_override(cfg, f"size{size}")
+    flat = setup_config_for_worldmodel(dict(cfg["defaults"], device=args.device), cfg.get(f"size{size}", {}))
+    torch.manual_seed(0)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its shapes and sizes
+        wm = ReleaseWorldModel(space, Config(**flat)).to(device)
+    pol = torch.nn.Linear(384, 10 * 7).to(device)  # stage1's stand-in policy
+    params = list(wm.parameters()) + list(pol.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    lang = torch.randn(8, 384, device=device)
+    data = {"image": 255 * torch.rand(8, 10, 128, 128, 3, device=device),  # (B, T, H, W, 3), as baku.py passes it
+            "is_first": torch.zeros(8, 10, device=device).index_fill_(1, torch.tensor([0], device=device), 1.0)}
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        wm._train(dict(data, action=pol(lang).view(8, 10, 7))).backward()
+        torch.nn.utils.clip_grad_norm_(params, 100.0)
+        opt.step()
+    return step, sum(p.numel() for p in wm.parameters())
+
+
+if "release" in groups:
+    from torch.utils.flop_counter import FlopCounterMode
+    for size in args.release_sizes.split(","):
+        step, results[f"release_{size}_params"] = release_step(size)
+        results[f"release_{size}_128px_b8_step_ms"] = 1000 * timed(step)
+        with FlopCounterMode(display=False) as flop_count:  # as stage1's: the matmuls and convolutions of a step
+            step()
+        results[f"release_{size}_128px_b8_gflop"] = flop_count.get_total_flops() / 1e9
+
+if "pair" in groups:
+    import importlib.util
+    import inspect
+
+    def checkout(folder, tag):
+        """rssm.py and idm.py (None in commits before the inverse-dynamics arm) of a checkout as modules of
+        their own (idm's `from rssm import LossOut` is shared)."""
+        if not os.path.isfile(os.path.join(folder, "rssm.py")):
+            sys.exit(f"error: --against: expected a checkout of lawm (with rssm.py), got {folder!r}")
+        mods = []
+        for name in ("rssm", "idm"):
+            spec = importlib.util.spec_from_file_location(f"{name}_{tag}", os.path.join(folder, f"{name}.py"))
+            mods.append(importlib.util.module_from_spec(spec) if os.path.isfile(spec.origin) else None)
+            if mods[-1]:
+                spec.loader.exec_module(mods[-1])
+        return mods
+
+    def trainer(modules, loss):
+        """One step as pretrain.py takes it: zero_grad, loss().backward(), clip, fused AdamW."""
+        params = [p for m in modules for p in m.parameters()]
         opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
-        lang = torch.randn(8, 384, device=device)
-        data = {"image": 255 * torch.rand(8, 10, 128, 128, 3, device=device),  # (B, T, H, W, 3), as baku.py passes it
-                "is_first": torch.zeros(8, 10, device=device).index_fill_(1, torch.tensor([0], device=device), 1.0)}
 
         def step():
             opt.zero_grad(set_to_none=True)
-            wm._train(dict(data, action=pol(lang).view(8, 10, 7))).backward()
+            loss().backward()
             torch.nn.utils.clip_grad_norm_(params, 100.0)
             opt.step()
-        results[f"release_{size}_128px_b8_step_ms"] = 1000 * timed(step)
-        results[f"release_{size}_params"] = sum(p.numel() for p in wm.parameters())
+        return step
+
+    def wm_step(mod, size, img, B, shipped):
+        """stage1's step: `shipped` = pretrain.py's defaults (frame-t context, open-loop term on 2 frames); else plain."""
+        torch.manual_seed(0)
+        wm = mod.WorldModel(mod.WorldModelConfig(size=size, image_size=img, action_dim=7, context=shipped),
+                            verbose=False).to(device)
+        pol = torch.nn.Linear(384, 10 * 7).to(device)  # stand-in policy: instruction -> 10 latents of 7
+        frames, lang = torch.rand(B, 11, 3, img, img, device=device), torch.randn(B, 384, device=device)
+        kw = dict(openloop_weight=1.0, openloop_frames=2) if shipped else {}
+        if "openloop_frames" not in inspect.signature(mod.WorldModel.loss).parameters:  # before 2026-12-04: all n
+            kw.pop("openloop_frames", None)
+        return trainer([wm, pol], lambda: wm.loss(frames, pol(lang).view(B, 10, 7), **kw).loss)  # (B, n, A)
+
+    def idm_step(mod):
+        """The inverse-dynamics arm's step (pretrain.py --latents idm's defaults: 64 px, 4 pairs, latents of 3)."""
+        torch.manual_seed(0)
+        lam, pol = mod.LatentActionModel(mod.IDMConfig()).to(device), torch.nn.Linear(384, 10 * 3).to(device)
+        frames, lang = torch.rand(16, 11, 3, 64, 64, device=device), torch.randn(16, 384, device=device)
+
+        def loss():
+            steps = torch.rand(16, 10, device=device).argsort(1)[:, :4]  # (B, P)
+            with torch.no_grad():
+                target = lam.latents(frames)  # (B, n, d)
+            return lam.loss(frames, steps).loss + (pol(lang).view(16, 10, 3) - target).square().mean()
+        return trainer([lam, pol], loss)
+
+    rows, sizes = {}, args.stage1_sizes.split(",")
+    tags = [("now", os.path.dirname(os.path.abspath(__file__)))] + ([("base", args.against)] if args.against else [])
+    results["pair_base_commit"] = commit(args.against) if args.against else None
+    for tag, folder in tags:
+        rssm_mod, idm_mod = checkout(folder, tag)
+        for size in sizes:
+            rows[f"{tag}_{size}_128px_b8"] = wm_step(rssm_mod, size, 128, 8, True)
+            if tag == "now":
+                rows[f"now_{size}_128px_b8_plain"] = wm_step(rssm_mod, size, 128, 8, False)
+        rows[f"{tag}_toy_2m_32px_b16"] = wm_step(rssm_mod, "2m", 32, 16, True)
+        if idm_mod:
+            rows[f"{tag}_idm_64px_b16"] = idm_step(idm_mod)
+    if args.release_dir:
+        for size in args.release_sizes.split(","):
+            rows[f"release_{size}_128px_b8"], _ = release_step(size)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for step in rows.values():  # the allocator's heap grows for a few steps (first-touch page faults)
+        for _ in range(4):
+            step()
+    times = {name: [] for name in rows}
+    for r in range(args.iters):  # round r: every row once, in turn
+        for name, step in rows.items():
+            sync()
+            t0 = time.perf_counter()
+            step()
+            sync()
+            times[name].append(1000 * (time.perf_counter() - t0))
+    results.update({f"pair_{name}_ms": statistics.median(t) for name, t in times.items()})
+    med = lambda name: results[f"pair_{name}_ms"]
+    for name in rows:  # base / now: > 1 means this checkout is faster
+        if name.startswith("base_"):
+            results[f"pair_{name[5:]}_base_over_now"] = med(name) / med("now" + name[4:])
+    if args.release_dir:
+        for size, ours in zip(args.release_sizes.split(","), sizes):
+            results[f"pair_release_{size}_over_now_{ours}"] = med(f"release_{size}_128px_b8") / med(f"now_{ours}_128px_b8")
 
 if "libero" in groups:
     import libero_sim

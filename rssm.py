@@ -33,9 +33,10 @@ kl_floor (fraction of transitions 1..T whose KL is at or below the free bits: ne
 ignored); openloop (only when openloop_weight > 0).
 
 Presets are named by the world model's own parameter count at 128x128 (A=7) and use DreamerV3's widths unchanged,
-except 2m, which is 1m with twice the conv widths (sized for the toy world). Two choices keep the counts near the
-names: the GRU is DreamerV3's block-diagonal one (8 blocks; the release's dense GRU makes its "50m" 116M), and the conv
-channels stop growing at 8*depth (DreamerV3's 64px widths), so a 128px decoder's first linear layer does not double.
+except 2m (1.33M), which is 1m with twice the conv widths (sized for the toy world). Two choices keep the counts near
+the names: the GRU is DreamerV3's block-diagonal one (8 blocks; the release's dense GRU makes its "50m" 116M), and the
+conv channels stop growing at 8*depth (DreamerV3's 64px widths), so a 128px decoder's first linear layer does not
+double; a 128px model is its 64px model behind one half-width stage (conv_widths).
 
 Symbols: B batch, T transitions in a window (T+1 frames), L open-loop frames decoded, N images in one conv call
 (B*(T+1) encoded, B*(T+1+L) decoded), M windows whose frame t the decoder reads, H = W image side, E encoder output
@@ -89,10 +90,15 @@ def dense(i, o):
 
 
 def conv_widths(depth, image_size):
-    """Channels of the stride-2 stages: depth 4 at 64px -> [4, 8, 16, 32] at 32, 16, 8, 4 px; 128px adds 32."""
+    """Channels of the stride-2 stages, finest first: depth 4 at 64px -> [4, 8, 16, 32] at 32, 16, 8, 4 px
+    (DreamerV3's 64px widths; 32px: [4, 8, 16]). Above 64px the 64px model's stages keep their widths and
+    each stage put in front of them has half the width of the next: 128px -> [2, 4, 8, 16, 32]. A 128px
+    model is then its 64px model behind one cheap stage: the same embedding and state, a third of the conv
+    FLOPs per frame; the shipped 128px step is 1.9x faster, and quality at 128px held (docs/speed.md)."""
     stages = int(math.log2(image_size)) - 2
     assert image_size >= 16 and 2 ** (stages + 2) == image_size, f"image_size {image_size}: need a power of two >= 16"
-    return [depth * 2 ** min(i, 3) for i in range(stages)]  # capped at 8*depth, DreamerV3's 64px widths
+    extra = max(stages - 4, 0)  # stages finer than 32px: 1 at 128px
+    return [depth * 2 ** min(i, 3 + extra) // 2 ** extra for i in range(stages)]  # capped at 8*depth
 
 
 class Encoder(nn.Module):
@@ -138,10 +144,7 @@ class Decoder(nn.Module):
     def __init__(self, feat, depth, image_size, context, hidden):
         super().__init__()
         skips = conv_widths(depth, image_size)[::-1]  # frame t's map widths, 4 px first: e.g. [32, 16, 8, 4]
-        # the stage that works at 64 px (128 px models only) at half width: it holds most of the
-        # decoder's activations and time, and with frame t's 64 px map beside it a 2m check showed no
-        # quality cost (docs/speed.md); 64 px and smaller models keep DreamerV3's widths
-        widths = [w // 2 if 4 * 2**j >= 64 else w for j, w in enumerate(skips)] + [5 if context else 3]
+        widths = skips + [5 if context else 3]  # the encoder's widths mirrored, then the output channels
         self.film_in = dense(feat, hidden) if context else None  # shared by the stages' FiLM layers
         self.c0, self.context = widths[0], context
         self.inp = nn.Linear(feat, 16 * self.c0)
