@@ -26,13 +26,13 @@ Groups:
               stage1's batch, stand-in policy, clip and AdamW: step time, parameters and FLOPs, what stage1's
               numbers compare with (not in the default; --release_sizes)
     pair      the steps the speed goals compare, interleaved in one process (each round times one step of every
-              row, after 4 warm-up steps each; median ms per row, and the ratios): ours as pretrain.py ships it at
-              128 px, batch 8, for each of --stage1_sizes, and plain (no frame-t context, no open-loop term: the
-              release's work); the toy's step (2m at 32 px, batch 16); the inverse-dynamics arm's (idm.py at 64 px,
-              batch 16, its forward model on 4 pairs per window and the IDM's latents of all 10 as the stand-in
-              policy's targets). With --against DIR the same rows from DIR's rssm.py and idm.py (a checkout of an
-              earlier commit, "base", each step as that commit shipped it), so a commit pairing is one command
-              (git worktree add ../lawm_base <commit>); with --release_dir the release's
+              row in a shuffled order, after 4 warm-up steps each; median ms per row, and the ratios): ours as
+              pretrain.py ships it at 128 px, batch 8, for each of --stage1_sizes, and plain (no frame-t context,
+              no open-loop term: the release's work); the toy's step (2m at 32 px, batch 16); the inverse-dynamics
+              arm's (idm.py at 64 px, batch 16, its forward model on 4 pairs per window and the IDM's latents of
+              all 10 as the stand-in policy's targets). With --against DIR the same rows from DIR's rssm.py and
+              idm.py (a checkout of an earlier commit, "base", each step as that commit shipped it), so a commit
+              pairing is one command (git worktree add ../lawm_base <commit>); with --release_dir the release's
               --release_sizes beside ours, in order (1m beside 2m, 12m beside 25m: the nearest parameter counts):
                   python bench.py --only pair --against ../lawm_base --release_dir ../release --threads 1
     libero    LIBERO-Object env steps/s (all processes together) with 1 and 2 simulator processes, for
@@ -47,6 +47,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -350,9 +351,11 @@ if "pair" in groups:
     for step in rows.values():  # the allocator's heap grows for a few steps (first-touch page faults)
         for _ in range(4):
             step()
-    times = {name: [] for name in rows}
-    for r in range(args.iters):  # round r: every row once, in turn
-        for name, step in rows.items():
+    times, order = {name: [] for name in rows}, list(rows)
+    for r in range(args.iters):  # round r: every row once, in an order shuffled per round (a row's cache and
+        random.Random(r).shuffle(order)  # allocator state then never depends on a fixed neighbour)
+        for name in order:
+            step = rows[name]
             sync()
             t0 = time.perf_counter()
             step()
