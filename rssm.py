@@ -94,7 +94,7 @@ def conv_widths(depth, image_size):
     (DreamerV3's 64px widths; 32px: [4, 8, 16]). Above 64px the 64px model's stages keep their widths and
     each stage put in front of them has half the width of the next: 128px -> [2, 4, 8, 16, 32]. A 128px
     model is then its 64px model behind one cheap stage: the same embedding and state, a third of the conv
-    FLOPs per frame; the shipped 128px step is 1.9x faster, and quality at 128px held (docs/speed.md)."""
+    FLOPs per frame, a 1.5x faster shipped 25m step, and 6-13% more error per step at 128px (docs/speed.md)."""
     stages = int(math.log2(image_size)) - 2
     assert image_size >= 16 and 2 ** (stages + 2) == image_size, f"image_size {image_size}: need a power of two >= 16"
     extra = max(stages - 4, 0)  # stages finer than 32px: 1 at 128px
