@@ -71,8 +71,9 @@ Also on the labeled demos: CCA per task family against random-init policies; fro
 held-out video windows: open-loop error vs copying frame t per k, swap and shuffle ratios.
 
 Units and resuming. One unit = one arm and seed: stage 1, stage 2, evaluation, CCA. Runs go to
---out/<arm>/seed<s>/ (a finished run is skipped on a rerun, a killed one resumes), and each finished
-unit leaves a small record, --records/<arm>_seed<s>.json (toy: --out/units; LIBERO: results/
+--out/<arm>/seed<s>/ (a finished run is skipped on a rerun, a killed one resumes; a finished run's DONE
+names the command that made it, and a rerun with other flags stops there, naming the folder to delete),
+and each finished unit leaves a small record, --records/<arm>_seed<s>.json (toy: --out/units; LIBERO: results/
 libero_compare/, committed; it names the git commit that ran it), which a rerun reads instead of running the unit again: a comparison
 longer than a session continues on a fresh machine from its committed records (one that cannot be
 read stops the rerun at its start, naming it). The tables are made from the records alone. Every
@@ -289,9 +290,14 @@ def run(*cmd, done, train=False, unit=None):
     if train:
         cmd = (*cmd, "--resume" if os.path.exists(os.path.join(os.path.dirname(done), "ckpt.pt")) else "--overwrite")
     cmd = [py, os.path.join(here, cmd[0]), *map(str, cmd[1:])]
+    typed = " ".join(["python", cmd[1].split(os.sep)[-1], *cmd[2:-1 if train else None]])  # as a user types it
     if unit is not None:
-        unit.append(" ".join(["python", cmd[1].split(os.sep)[-1], *cmd[2:-1 if train else None]]))  # as typed
-    if os.path.exists(done):
+        unit.append(typed)
+    if os.path.exists(done):  # a finished run: its DONE holds the command that made it (empty: before 2026-12-07)
+        made = open(done).read().strip() if os.path.basename(done) == "DONE" else ""
+        if made and made != typed:  # another recipe's run must not stand in for this one
+            sys.exit(f"error: {done}: that run was made by `{made}`, this comparison runs `{typed}`; delete "
+                     f"{os.path.dirname(done)} to run it again")
         return
     log.write(" ".join(cmd[1:]) + "\n"); log.flush()
     # its output, progress bars included, to --out/logs/<run folder>.log: `tail -f` it to watch a long unit
@@ -302,7 +308,10 @@ def run(*cmd, done, train=False, unit=None):
     if r.returncode != 0:
         last = (open(out).read().strip().replace("\r", "\n").splitlines() or [""])[-1]
         sys.exit(f"error: `{' '.join(cmd[1:])}` failed (its output: {out}):\n{last}")
-    if not os.path.exists(done):
+    if os.path.basename(done) == "DONE":
+        with open(done, "w") as f:
+            f.write(typed + "\n")
+    elif not os.path.exists(done):
         open(done, "w").close()
 
 

@@ -66,6 +66,8 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     rec = json.load(open(tmp_path / "cmp" / "units" / "wm_target_seed0.json"))
     assert [c.split()[1] for c in rec["commands"]] == ["pretrain.py", "finetune.py", "evaluate.py", "cca.py"]
     assert all("--resume" not in c and "--overwrite" not in c for c in rec["commands"])
+    # each finished stage run's DONE holds the command that made it (what a rerun checks before skipping it)
+    assert (tmp_path / "cmp" / "wm_target" / "seed0" / "pre" / "DONE").read_text() == rec["commands"][0] + "\n"
     # a rerun reads the records and runs nothing, even where the run folders are gone (a fresh machine);
     # with planted success rates (the quick runs all score 0) it pairs each arm with its policy's scratch arm
     log = (tmp_path / "cmp" / "commands.log").read_text()
@@ -101,3 +103,22 @@ def test_compare_stops_on_a_failed_run_naming_it_and_its_output(tmp_path):
     assert f"failed (its output: {out})" in r.stderr and last.startswith("error:") and "target_demos.hdf5" in last
     assert last in (tmp_path / out).read_text()
     assert not os.path.exists(tmp_path / "cmp" / "units" / "scratch_seed0.json")  # no record of a failed unit
+
+
+def test_compare_refuses_a_finished_run_of_another_recipe(tmp_path):
+    # a run folder finished under other flags (its DONE names them) must not stand in for this comparison's run:
+    # compare.py stops before running anything, naming the file, both commands and what to delete
+    for d in ("toy", "target50"):
+        os.makedirs(tmp_path / "cmp" / "data" / d)
+        (tmp_path / "cmp" / "data" / d / "source_video.hdf5").write_text("")
+    os.makedirs(tmp_path / "cmp" / "scratch" / "seed0" / "ft")
+    (tmp_path / "cmp" / "scratch" / "seed0" / "ft" / "DONE").write_text("python finetune.py --lr 1\n")
+    cmd = [sys.executable, os.path.join(ROOT, "compare.py"), "--quick", "--out", "cmp", "--arms", "scratch"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    last = r.stderr.strip().splitlines()[-1]
+    done = os.path.join("cmp", "scratch", "seed0", "ft", "DONE")
+    assert r.returncode == 1, r.stderr
+    assert last.startswith(f"error: {done}: that run was made by `python finetune.py --lr 1`"), last
+    assert "this comparison runs `python finetune.py --data cmp/data/toy/target_demos.hdf5" in last
+    assert f"delete {os.path.dirname(done)} to run it again" in last
+    assert not os.path.exists(tmp_path / "cmp" / "logs" / "scratch_seed0_ft.log")  # nothing ran
