@@ -91,10 +91,8 @@ def dense(i, o):
 
 def conv_widths(depth, image_size):
     """Channels of the stride-2 stages, finest first: depth 4 at 64px -> [4, 8, 16, 32] at 32, 16, 8, 4 px
-    (DreamerV3's 64px widths; 32px: [4, 8, 16]). Above 64px the 64px model's stages keep their widths and
-    each stage put in front of them has half the width of the next: 128px -> [2, 4, 8, 16, 32]. A 128px
-    model is then its 64px model behind one cheap stage: the same embedding and state, a third of the conv
-    FLOPs per frame, a 1.5x faster shipped 25m step, and 6-13% more error per step at 128px (docs/speed.md)."""
+    (DreamerV3's; 32px: [4, 8, 16]). Above 64px each stage in front has half the next one's width: 128px ->
+    [2, 4, 8, 16, 32], the 64px model behind one cheap stage (a third of the conv FLOPs; docs/speed.md)."""
     stages = int(math.log2(image_size)) - 2
     assert image_size >= 16 and 2 ** (stages + 2) == image_size, f"image_size {image_size}: need a power of two >= 16"
     extra = max(stages - 4, 0)  # stages finer than 32px: 1 at 128px
