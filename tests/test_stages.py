@@ -469,12 +469,6 @@ def test_proprio_and_wrist_inputs_through_all_stages(work):
     assert r.returncode != 0 and "Traceback" not in r.stderr and "state_dim" in r.stderr
 
 
-def test_compile_flag(work):
-    run(work, "finetune.py", "--compile", "--max_steps", "2", "--out_dir", "ft_compile", "--batch_size", "4", "--chunk", "4")
-    run(work, "pretrain.py", *TINY_WM, "--compile", "--chunk", "2", "--max_steps", "1", "--out_dir", "pt_compile")
-    assert load(work / "pt_compile" / "ckpt.pt")["step"] == 1
-
-
 def test_bad_checkpoints_give_one_line(work, pretrained, tmp_path):
     # a pretrain checkpoint where a finetuned one is expected
     r = run(work, "evaluate.py", "--ckpt", str(pretrained), ok=False)
