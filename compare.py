@@ -74,11 +74,12 @@ Units and resuming. One unit = one arm and seed: stage 1, stage 2, evaluation, C
 --out/<arm>/seed<s>/ (a finished run is skipped on a rerun, a killed one resumes; a finished run's DONE
 names the command that made it, and a rerun with other flags stops there, naming the folder to delete),
 and each finished unit leaves a small record, --records/<arm>_seed<s>.json (toy: --out/units; LIBERO: results/
-libero_compare/, committed; it names the git commit that ran it), which a rerun reads instead of running the unit again: a comparison
-longer than a session continues on a fresh machine from its committed records (one that cannot be
-read stops the rerun at its start, naming it). The tables are made from the records alone. Every
-command run is appended to --out/commands.log, and its output (progress bars, log lines) goes to
---out/logs/<arm>_seed<s>_<stage>.log as it runs: `tail -f` one to watch a unit.
+libero_compare/, committed; it names the git commit that ran it and a fingerprint of the data it read), which a
+rerun reads instead of running the unit again: a comparison longer than a session continues on a fresh machine
+from its committed records (one that cannot be read stops the rerun at its start, naming it), and the tables say
+which data each unit trained on when a fresh machine's data came out different. The tables are made from the
+records alone. Every command run is appended to --out/commands.log, and its output (progress bars, log lines) goes
+to --out/logs/<arm>_seed<s>_<stage>.log as it runs: `tail -f` one to watch a unit.
 Results: --result.json and .md (also printed; toy: --out/compare, LIBERO: results/libero_compare), and
 .png (matplotlib): success per arm with its 95% interval over seeds and the paired difference to
 scratch with its 95% interval, one column per policy. The plot of a finished comparison, from its
@@ -98,6 +99,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from episodes import fingerprint  # the data a unit read, in its record
 from intervals import mde, t_interval, wilson  # the tables' 95% intervals and the design's resolution
 
 # per environment: the arms it knows, its default arms and budgets (flags left unset take these)
@@ -374,6 +376,8 @@ else:
                   "--envs", 2, *tasks, *(["--max_steps", 5] if args.quick else [])]
     tiny = ["--batch_size", 4, "--eval_every", 2, "--log_every", 1] if args.quick else []
 load = lambda *path: json.load(open(os.path.join(*path)))
+inputs = {"video": video, "demos": demos} if libero else {"toy": toy, "target50": target50}  # what the units read
+data_prints = {}  # name -> episodes.fingerprint of inputs[name], once per invocation (the LIBERO video: ~15 s)
 
 
 def evaluate(out, videos, unit):
@@ -413,7 +417,9 @@ def unit(key):
             os.path.join(d, "cca"), done=os.path.join(d, "cca", "cca.json"), unit=cmds)
     # the record: what the tables need, small enough to commit
     ev = load(d, "ft", "eval", "results.json")
-    rec = {"arm": arm, "seed": s, "commit": commit, "success": ev["overall"], "commands": cmds,
+    data_prints.update({k: fingerprint(v) for k, v in inputs.items() if k not in data_prints})
+    rec = {"arm": arm, "seed": s, "commit": commit, "data": dict(data_prints), "success": ev["overall"],
+           "commands": cmds,
            "tasks": [{k: t[k] for k in ("task", "family", "successes", "episodes", "per_episode")} for t in ev["tasks"]]}
     if zero_shot(arm, s):
         rec["zero_shot"] = load(d, "pre", "eval", "results.json")["overall"]
@@ -462,7 +468,8 @@ for arm in arms:
     m, ci = t_interval(rates)
     ci = [min(max(c, 0.0), 1.0) if c == c else c for c in ci]  # rates lie in [0, 1] (nan: one seed, no interval)
     k, n = sum(e["successes"] for e in ev), sum(e["episodes"] for e in ev)
-    r = {"success": m, "ci95_seeds": ci, "ci95_episodes": wilson(k, n), "per_seed": rates, "episodes": n}
+    r = {"success": m, "ci95_seeds": ci, "ci95_episodes": wilson(k, n), "per_seed": rates, "episodes": n,
+         "data": [recs[arm, s].get("data") for s in seeds]}  # per seed, the data's fingerprints (None: not recorded)
     # per task, pooled over the seeds
     r["tasks"] = {t["task"]: [0, 0] for t in recs[arm, 0]["tasks"]}
     for s in seeds:
@@ -527,6 +534,14 @@ lines += ["", "The rule reads the paired t-interval; the Wilson interval pools e
           f"the measured seed-to-seed SD of each paired difference, {args.seeds} seeds): "
           + "; ".join(f"{arm} {100 * r['mde80']:.1f} points (SD {100 * r['diff_sd']:.1f})" for arm, r in res.items()
                       if "mde80" in r)]
+by_data = {}  # fingerprints -> the units that read that data: one entry, unless data recorded again came out different
+for arm, r in res.items():
+    for s, fp in zip(seeds, r["data"]):
+        key = ", ".join(f"{k} {v}" for k, v in fp.items()) if fp else "not recorded"
+        by_data.setdefault(key, {}).setdefault(arm, []).append(s)
+units_of = lambda units: ", ".join(f"{arm} {','.join(map(str, ss))}" for arm, ss in units.items())  # scratch 0,1
+lines += ["", "Data the units trained on (episodes.fingerprint of the episode files they read): "
+          + "; ".join(f"{fp}: {units_of(units)}" for fp, units in by_data.items())]
 if any("gate_w" in r for r in res.values()):  # arms without a world model have no gates
     lines += ["", "| arm | gate W numbers | open-loop k=1..n | copy k=1..n | swap ratio | shuffle ratio | held-out CCA "
               "per family (random init) | gate L | latents saturated | instruction share of latents (random init) "

@@ -1,6 +1,7 @@
 """The episode file: its layout, and the validator that the writer (convert.py) and the reader
 (data.py) share, so a file the converters write is exactly a file the stages accept.
 Bad input is a DataError whose message is one line, "<file>: <key>: expected ..., got ...".
+fingerprint(path) names a file's or folder's contents (compare.py records the data each unit read).
 
 Layout (every source; the robomimic/LIBERO one)
     <name>.hdf5
@@ -28,6 +29,8 @@ Every converter that has instructions stores task_type = task_family(instruction
 family, the same by test), and cca.py groups by task_family(instruction), so files converted before this
 rule existed group the same way. docs/method.md counts which real instructions fall in "other".
 """
+import glob
+import hashlib
 import os
 import re
 
@@ -156,3 +159,22 @@ def read_error(path, key, e):
     """Turn any exception h5py raised while reading key of path into the one-line DataError."""
     why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
     fail(path, key, "a readable HDF5 object", f"a read error ({why})")
+
+
+def fingerprint(path):
+    """The first 12 hex digits of a sha256 of episode files' contents (path: a file, or a folder's *.hdf5): each
+    file's name, every group's and dataset's name and attributes, every dataset's dtype, shape and bytes, in name
+    order. Not of the files' bytes, which hold HDF5's write times: data written again gets the same fingerprint
+    exactly when it holds the same numbers. compare.py puts it in each unit's record."""
+    h = hashlib.sha256()
+
+    def add(name, obj):
+        h.update(f"{name}|{sorted((k, repr(v)) for k, v in obj.attrs.items())}".encode())
+        if isinstance(obj, h5py.Dataset):
+            h.update(f"{obj.dtype}{obj.shape}".encode())
+            h.update(np.ascontiguousarray(obj[()]).tobytes())
+    for name in [path] if os.path.isfile(path) else sorted(glob.glob(os.path.join(path, "*.hdf5"))):
+        with h5py.File(name, "r") as f:
+            add(os.path.basename(name), f)
+            f.visititems(add)
+    return h.hexdigest()[:12]

@@ -68,6 +68,11 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     assert all("--resume" not in c and "--overwrite" not in c for c in rec["commands"])
     # each finished stage run's DONE holds the command that made it (what a rerun checks before skipping it)
     assert (tmp_path / "cmp" / "wm_target" / "seed0" / "pre" / "DONE").read_text() == rec["commands"][0] + "\n"
+    # and the fingerprints of the data it read (episodes.fingerprint): one pair for every unit of this comparison
+    prints = rec["data"]
+    assert list(prints) == ["toy", "target50"] and all(len(v) == 12 for v in prints.values())
+    assert all(json.load(open(tmp_path / "cmp" / "units" / f"{a}_seed0.json"))["data"] == prints for a in ARMS)
+    assert f"toy {prints['toy']}, target50 {prints['target50']}: {', '.join(a + ' 0' for a in ARMS)}" in r.stdout
     # a rerun reads the records and runs nothing, even where the run folders are gone (a fresh machine);
     # with planted success rates (the quick runs all score 0) it pairs each arm with its policy's scratch arm
     log = (tmp_path / "cmp" / "commands.log").read_text()
@@ -81,12 +86,18 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
         path = tmp_path / "cmp" / "units" / f"{arm}_seed0.json"
         res = json.loads(path.read_text())
         res["success"]["success_rate"] = rate
+        if arm == "dp_scratch":  # as if its unit ran on a fresh machine whose data came out different
+            res["data"]["toy"] = "0" * 12
         path.write_text(json.dumps(res))
     r2 = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0 and (tmp_path / "cmp" / "commands.log").read_text() == log
     out = json.load(open(tmp_path / "cmp" / "compare.json"))["results"]
     assert abs(out["wm_target"]["diff_vs_scratch"] - 0.05) < 1e-9
     assert abs(out["dp_wm_target"]["diff_vs_scratch"] + 0.2) < 1e-9
+    assert out["dp_scratch"]["data"] == [{"toy": "0" * 12, "target50": prints["target50"]}]
+    rest = ", ".join(a + " 0" for a in ARMS if a != "dp_scratch")
+    assert (f"toy {prints['toy']}, target50 {prints['target50']}: {rest}; "
+            f"toy {'0' * 12}, target50 {prints['target50']}: dp_scratch 0") in r2.stdout
 
 
 def test_compare_stops_on_a_failed_run_naming_it_and_its_output(tmp_path):

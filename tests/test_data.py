@@ -75,6 +75,42 @@ def test_round_trip_is_exact(tmp_path):
         assert attrs["format_version"] == episodes.FORMAT_VERSION and f["data/demo_1"].attrs["num_samples"] == 5
 
 
+def test_fingerprint_reads_contents_not_bytes(tmp_path):
+    os.makedirs(tmp_path / "a")
+    a = write(tmp_path / "a" / "x.hdf5", [episode(6), episode(4, TEXTS[1], actions=False)])
+    print_a = episodes.fingerprint(a)
+    assert re.fullmatch(r"[0-9a-f]{12}", print_a) and episodes.fingerprint(str(tmp_path / "a")) == print_a
+
+    def copy(dst, data=lambda name, x: x, attr=lambda key, v: v):
+        """The same groups, datasets and attributes written again, uncompressed (other bytes on disk), with
+        data(name, array) and attr(key, value) in place of each dataset's and attribute's value."""
+        os.makedirs(os.path.dirname(dst))
+        with h5py.File(a) as f, h5py.File(dst, "w") as g:
+            g.attrs.update(f.attrs)
+
+            def one(name, obj):
+                if isinstance(obj, h5py.Dataset):
+                    g.create_dataset(name, data=data(name, obj[()]))
+                else:
+                    g.require_group(name)
+                g[name].attrs.update({k: attr(k, v) for k, v in obj.attrs.items()})
+            f.visititems(one)
+        return dst
+    b = copy(str(tmp_path / "b" / "x.hdf5"))
+    assert open(a, "rb").read() != open(b, "rb").read() and episodes.fingerprint(b) == print_a
+
+    def pixel(name, x):  # one pixel of one frame of the second episode one step brighter
+        if name == "data/demo_1/obs/agentview_rgb":
+            x = x.copy()
+            x[2, 3, 4, 0] += 1
+        return x
+    assert episodes.fingerprint(copy(str(tmp_path / "c" / "x.hdf5"), data=pixel)) != print_a
+    instruction = lambda key, v: "put the cube in the box" if key == "instruction" and v == TEXTS[1] else v
+    assert episodes.fingerprint(copy(str(tmp_path / "d" / "x.hdf5"), attr=instruction)) != print_a
+    os.rename(b, tmp_path / "b" / "y.hdf5")  # the file's name is part of what a stage reads
+    assert episodes.fingerprint(str(tmp_path / "b")) != print_a
+
+
 def test_failed_write_leaves_nothing(tmp_path):
     path = tmp_path / "a.hdf5"
 
