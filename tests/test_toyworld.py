@@ -1,6 +1,6 @@
 """Tests of the toy world: expert success, determinism, success predicates, shapes.
 
-    cd /work/main && OMP_NUM_THREADS=1 python -m pytest -q tests/test_toyworld.py
+    OMP_NUM_THREADS=1 python -m pytest -q tests/test_toyworld.py
 """
 import os
 import subprocess
