@@ -377,7 +377,7 @@ else:
     tiny = ["--batch_size", 4, "--eval_every", 2, "--log_every", 1] if args.quick else []
 load = lambda *path: json.load(open(os.path.join(*path)))
 inputs = {"video": video, "demos": demos} if libero else {"toy": toy, "target50": target50}  # what the units read
-data_prints = {}  # name -> episodes.fingerprint of inputs[name], once per invocation (the LIBERO video: ~15 s)
+data_prints = {}  # name -> episodes.fingerprint of inputs[name], once per invocation (LIBERO video and demos: ~30 s)
 
 
 def evaluate(out, videos, unit):
