@@ -368,8 +368,8 @@ else:
     latent = ["--data", video, "--cameras", "agentview", "--state_dim", 8, "--latent_dim", 7,
               "--wm_image_size", args.wm_image_size]  # stage 1 builds the same policy, latents of the action size
     # wm: the stage-1 recipe its gates chose (docs/libero.md); idm (not a default arm) keeps context on, batch 16
-    pre = {"wm": [*latent, "--no_context", "--batch_size", 64, "--lr", 3e-4], "idm": [*latent, "--latents", "idm"], "sup": ["--data", video, *obs, "--batch_size", 64,
-                                                                      "--lr", 3e-4], "vpt": [*obs, "--batch_size", 64, "--lr", 3e-4]}
+    pre = {"wm": [*latent, "--no_context", "--batch_size", 64, "--lr", 3e-4], "idm": [*latent, "--latents", "idm"],
+           "sup": ["--data", video, *obs, "--batch_size", 64, "--lr", 3e-4], "vpt": [*obs, "--batch_size", 64, "--lr", 3e-4]}
     to_label = {"vpt": video}
     stage2_data, cca_data = ["--data", demos, *obs, "--batch_size", 64], demos
     evaluation = ["--suite", "libero_object", "--episodes", args.episodes, "--first_init", args.first_init,
@@ -444,6 +444,11 @@ parallel(unit, list(dirs))
 # -------------------------------------------------------------------------------------------------
 # aggregate, from the records alone: success per arm with 95% intervals over seeds (t, intervals.py: any
 # number of seeds) and over all episodes (Wilson); paired differences to scratch per seed
+for arm, s in dirs:  # a record moved or spoiled while this invocation ran: one line, not a traceback
+    if not os.path.exists(record_path((arm, s))) or (why := damaged(arm, s)):
+        sys.exit(f"error: {record_path((arm, s))}: expected the unit record of {arm} seed {s}, got "
+                 f"{why if os.path.exists(record_path((arm, s))) else 'no file (moved while this comparison ran?)'}; "
+                 f"restore it, or run compare.py again to run the unit again")
 recs = {key: json.load(open(record_path(key))) for key in dirs}
 res, seeds = {}, range(args.seeds)
 mean = lambda xs: sum(xs) / len(xs)
@@ -534,6 +539,10 @@ lines += ["", "The rule reads the paired t-interval; the Wilson interval pools e
           f"the measured seed-to-seed SD of each paired difference, {args.seeds} seeds): "
           + "; ".join(f"{arm} {100 * r['mde80']:.1f} points (SD {100 * r['diff_sd']:.1f})" for arm, r in res.items()
                       if "mde80" in r)]
+# the bound to state when an interval is wide, rather than "no effect": what its 95% t-interval rules out
+bounds = [f"{arm}: a difference above {pct(r['diff_ci95'][1])} or below {pct(r['diff_ci95'][0])} points"
+          for arm, r in res.items() if r.get("diff_sd", 0) > 0]
+lines[-1] += f". Excluded by each arm's paired 95% t-interval: {'; '.join(bounds)}." if bounds else ""
 by_data = {}  # fingerprints -> the units that read that data: one entry, unless data recorded again came out different
 for arm, r in res.items():
     for s, fp in zip(seeds, r["data"]):

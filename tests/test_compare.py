@@ -98,6 +98,20 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     rest = ", ".join(a + " 0" for a in ARMS if a != "dp_scratch")
     assert (f"toy {prints['toy']}, target50 {prints['target50']}: {rest}; "
             f"toy {'0' * 12}, target50 {prints['target50']}: dp_scratch 0") in r2.stdout
+    # a second seed's planted records (no run: every unit recorded): the paired t-interval, and the bound it states
+    rates = {"scratch": 0.2, "wm_target": 0.35, "dp_scratch": 0.5, "dp_wm_target": 0.3}  # the rest 0
+    for arm in ARMS:
+        res = json.loads((tmp_path / "cmp" / "units" / f"{arm}_seed0.json").read_text())
+        res["seed"], res["success"]["success_rate"] = 1, rates.get(arm, 0.0)
+        (tmp_path / "cmp" / "units" / f"{arm}_seed1.json").write_text(json.dumps(res))
+    r3 = subprocess.run(cmd + ["--seeds", "2"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert r3.returncode == 0 and (tmp_path / "cmp" / "commands.log").read_text() == log, r3.stderr[-2000:]
+    w = json.load(open(tmp_path / "cmp" / "compare.json"))["results"]["wm_target"]
+    # diffs 0.05 and 0.15: mean 0.10, SD 0.0707, half-width t975(1) 12.706 x 0.05 = 0.635
+    assert abs(w["diff_vs_scratch"] - 0.1) < 1e-9 and abs(w["diff_sd"] - 0.0707107) < 1e-6
+    assert abs(w["diff_ci95"][0] + 0.53531) < 1e-4 and abs(w["diff_ci95"][1] - 0.73531) < 1e-4
+    assert "wm_target: a difference above 73.5 or below -53.5 points" in r3.stdout
+    assert "dp_wm_target: a difference" not in r3.stdout  # equal diffs (SD 0): an interval of one point, no bound
 
 
 def test_compare_stops_on_a_failed_run_naming_it_and_its_output(tmp_path):
