@@ -270,10 +270,17 @@ def damaged(arm, s):
         return f"the record of {rec['arm']} seed {rec['seed']}"
 
 
-for arm, s in [(a, s) for a in arms for s in range(args.seeds)]:
-    if os.path.exists(record_path((arm, s))) and (why := damaged(arm, s)):
-        sys.exit(f"error: {record_path((arm, s))}: expected the unit record of {arm} seed {s}, got {why}; restore it "
-                 f"(git checkout -- it, where the records are committed) or delete it to run the unit again")
+def check_records(keys, must_exist):
+    """Stop on the first record of keys that cannot be read (or, must_exist, is missing), in one line."""
+    for arm, s in keys:
+        path = record_path((arm, s))
+        missing = "no file (moved while this comparison ran?)" if must_exist else None
+        if why := damaged(arm, s) if os.path.exists(path) else missing:
+            sys.exit(f"error: {path}: expected the unit record of {arm} seed {s}, got {why}; restore it (git checkout "
+                     f"-- it, where the records are committed) or delete it to run the unit again")
+
+
+check_records([(a, s) for a in arms for s in range(args.seeds)], must_exist=False)
 py, env = sys.executable, dict(os.environ, OMP_NUM_THREADS="1")
 here = os.path.dirname(os.path.abspath(__file__))
 git = lambda *a: subprocess.run(["git", *a], cwd=here, capture_output=True, text=True).stdout.strip()
@@ -444,11 +451,7 @@ parallel(unit, list(dirs))
 # -------------------------------------------------------------------------------------------------
 # aggregate, from the records alone: success per arm with 95% intervals over seeds (t, intervals.py: any
 # number of seeds) and over all episodes (Wilson); paired differences to scratch per seed
-for arm, s in dirs:  # a record moved or spoiled while this invocation ran: one line, not a traceback
-    if not os.path.exists(record_path((arm, s))) or (why := damaged(arm, s)):
-        sys.exit(f"error: {record_path((arm, s))}: expected the unit record of {arm} seed {s}, got "
-                 f"{why if os.path.exists(record_path((arm, s))) else 'no file (moved while this comparison ran?)'}; "
-                 f"restore it, or run compare.py again to run the unit again")
+check_records(dirs, must_exist=True)  # a record moved or spoiled while this invocation ran: one line, not a traceback
 recs = {key: json.load(open(record_path(key))) for key in dirs}
 res, seeds = {}, range(args.seeds)
 mean = lambda xs: sum(xs) / len(xs)

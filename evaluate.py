@@ -12,9 +12,8 @@ LIBERO (pip install -r requirements-libero.txt; libero_sim.py): episode i of a t
 LIBERO's fixed init state --first_init + i (<= 49), settles 10 zero-action steps, then runs until the
 simulator reports success or the suite's step limit (spatial 220, object 280, goal 300, libero_10
 520, libero_90 400). --envs simulator processes step in parallel and the policy's inference is
-batched across them (so an episode repeats exactly only under the same --episodes, --tasks and --envs:
-batching moves actions by ~1e-7 and closed loop amplifies it; docs/libero.md). Rendering takes the fast path by
-default: only the policy's cameras, MSAA off.
+batched across them (so episodes repeat exactly only under one --episodes, --tasks and --envs: batching
+moves actions ~1e-7, docs/libero.md). Rendering's fast path by default: the policy's cameras, MSAA off.
     python evaluate.py --ckpt runs/libero/ckpt.pt --suite libero_object --episodes 10 --envs 2
     python evaluate.py --ckpt runs/libero/ckpt.pt --suite libero_90 --tasks 0,5,KITCHEN_SCENE3_turn_on_the_stove
 Execution of the predicted chunks: by default the first --action_horizon actions of each chunk are
