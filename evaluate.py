@@ -16,9 +16,8 @@ batched across them (so episodes repeat exactly only under one --episodes, --tas
 moves actions ~1e-7, docs/libero.md). Rendering's fast path by default: the policy's cameras, MSAA off.
     python evaluate.py --ckpt runs/libero/ckpt.pt --suite libero_object --episodes 10 --envs 2
     python evaluate.py --ckpt runs/libero/ckpt.pt --suite libero_90 --tasks 0,5,KITCHEN_SCENE3_turn_on_the_stove
-Execution of the predicted chunks: by default the first --action_horizon actions of each chunk are
-executed before the policy is queried again; --temporal_agg instead queries every step and executes
-the mean of every prediction made for the current step (the authors' release does this).
+Chunks: the first --action_horizon actions of each are executed before the policy is queried again;
+--temporal_agg queries every step and executes the mean of every prediction for it (the authors' release).
 
 Outputs in --out_dir (default: <ckpt dir>/eval_<suite>): results.json (numbers, per-episode
 outcomes and lengths, simulator and package versions), results.md (the table), videos of the first
