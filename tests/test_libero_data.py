@@ -121,10 +121,19 @@ def test_synthetic_converts_upright(official, task, tmp_path):
 def test_resize_and_camera_choice(official, tmp_path):
     path, demos = official
     run("convert.py", "libero", "--src", path, "--out", tmp_path / "out", "--image_size", "64", "--cameras", "agentview")
-    for ep, src in zip(episodes(tmp_path / "out"), demos):
+    eps = episodes(tmp_path / "out")
+    assert len(eps) == 2
+    for d, (ep, src) in enumerate(zip(eps, demos)):
         assert sorted(k for k in ep["obs"] if k.endswith("_rgb")) == ["agentview_rgb"]  # wrist not asked for
         want = np.stack([libero_sim.upright(x, 64) for x in src["obs"]["agentview_rgb"]])  # (T, 64, 64, 3)
-        np.testing.assert_array_equal(ep["obs"]["agentview_rgb"], want)
+        np.testing.assert_array_equal(ep["obs"]["agentview_rgb"], want)  # the function evaluation uses
+        # and by hand: output pixel j is centred on input coordinate 2j + 0.5, where the flipped gradients read
+        # 254 - 2(2j + 0.5) (rows) and 2j + 0.5 (columns): a bilinear halving, upright, not mirrored or transposed
+        x, j = ep["obs"]["agentview_rgb"].astype(float), np.arange(64)  # (T, 64, 64, 3)
+        assert np.abs(x[:, :, :, 0] - (253 - 4 * j)[None, :, None]).max() <= 1
+        assert np.abs(x[:, :, :, 1] - (2 * j + 0.5)[None, None, :]).max() <= 1
+        np.testing.assert_array_equal(x[:, :, :, 2], np.broadcast_to((40 * np.arange(STEPS[d]) + 100 * d)[:, None, None],
+                                                                    x.shape[:3]))
 
 
 def test_resume_skips_finished_shards(official, tmp_path):

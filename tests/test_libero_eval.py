@@ -73,6 +73,64 @@ def test_evaluate_two_processes_writes_results_and_success_matches_simulator(ckp
         env.close()
 
 
+REPLAY_EVALUATE = """
+import runpy, sys
+sys.path.insert(0, ".")  # run from the repository root: its modules, then evaluate.py
+import numpy as np
+import libero_sim
+
+ACTIONS = np.load(sys.argv[1])  # (T, 7): the scripted expert's episode from the evaluated init state
+
+
+class ReplayWorkers(libero_sim.EnvWorkers):  # evaluate.py's simulator workers; every step the expert's action instead
+    def send(self, i, *msg):
+        if msg[0] == "reset":
+            self.t = getattr(self, "t", {}) | {i: 0}
+        elif msg[0] == "step":
+            msg = ("step", ACTIONS[self.t[i]] if self.t[i] < len(ACTIONS) else libero_sim.IDLE)
+            self.t[i] += 1
+        super().send(i, *msg)
+
+
+libero_sim.EnvWorkers = ReplayWorkers
+sys.argv = sys.argv[2:]  # evaluate.py's path, then its flags
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_evaluate_records_a_success_the_simulator_confirms(ckpt, tmp_path):
+    """A success through evaluate.py's real simulator workers: the scripted expert's episode from init state 7
+    (libero_object task 0; it succeeds there, test_libero_expert.py), replayed step for step in place of the
+    policy's actions, counts as a success, ends before the step limit, and its saved final state passes the
+    simulator's own check (the other test only ever sees failures)."""
+    import libero_expert
+    env = libero_sim.make_env(libero_sim.suite_tasks("libero_object")[0]["bddl"], render=False)
+    try:
+        env.reset()
+        env.set_init_state(libero_sim.init_states("libero_object", 0)[7])
+        ep = libero_expert.run_episode(env, np.random.default_rng(0), record=True)
+    finally:
+        env.close()
+    assert ep["success_ever"]
+    np.save(tmp_path / "actions.npy", ep["actions"])
+    (tmp_path / "replay.py").write_text(REPLAY_EVALUATE)
+    out = tmp_path / "eval"
+    run(str(tmp_path / "replay.py"), str(tmp_path / "actions.npy"), "evaluate.py", "--ckpt", str(ckpt), "--suite",
+        "libero_object", "--tasks", "0", "--episodes", "1", "--first_init", "7", "--envs", "1", "--videos", "1",
+        "--out_dir", str(out))
+    (row,) = json.load(open(out / "results.json"))["tasks"]
+    assert row["per_episode"] == [1] and row["successes"] == 1, row
+    assert row["per_episode_steps"][0] <= len(ep["actions"]) < libero_sim.SUITES["libero_object"], row
+    assert list(out.glob(f"{TASK}_ep0_success.*"))
+    env = libero_sim.make_env(libero_sim.suite_tasks("libero_object")[0]["bddl"], render=False)
+    try:
+        env.reset()
+        env.set_init_state(np.load(out / "final_states.npz")[TASK][0])
+        assert env.check_success()
+    finally:
+        env.close()
+
+
 def test_evaluate_one_process_msaa_temporal_agg_and_bad_flags(ckpt, tmp_path):
     out = tmp_path / "eval"
     run("evaluate.py", "--ckpt", str(ckpt), "--suite", "libero_object", "--tasks", TASK, "--episodes", "1",

@@ -138,7 +138,7 @@ def test_resnet18_convolutions_load_into_the_trunk(kind, tmp_path):
             assert torch.equal(loaded[k], sd[f"{want[k]}.weight"]), k
         else:  # GroupNorm, FiLM, keypoint projection, the rest of the policy: untouched
             assert torch.equal(loaded[k], fresh[k]), k
-    assert len(want) == (10 if kind == "baku" else 20)
+    assert set(want) <= set(loaded) and len(want) == (10 if kind == "baku" else 20)  # every named conv exists
     small_policy = small(kind)  # base_channels 16: not ResNet-18's widths
     with pytest.raises(ValueError, match=r"resnet18.pth: conv1.weight: expected \(16, 3, 7, 7\).*got \(64, 3, 7, 7\)"):
         load_resnet18_convs(small_policy, str(tmp_path / "resnet18.pth"))
@@ -377,7 +377,9 @@ def test_diffusion_overfits_eight_windows():
     train(policy, obs, actions, mask)
     end, end_err = denoising_loss(), sampled_error(policy, obs, actions, mask)
     assert end <= 0.5 * start, (start, end)
-    assert end_err < start_err, (start_err, end_err)
+    # better than the best constant chunk (the mean action: ~0.59 here, zeros ~0.66): the samples follow the windows
+    base = float(((actions - actions[mask].mean(0)) ** 2)[mask].mean())
+    assert end_err < 0.6 * base and end_err < start_err, (start_err, end_err, base)
 
 
 # ---------------------------------------------------------------------------------------------------
