@@ -239,7 +239,8 @@ def test_cca_uses_the_checkpoints_frame_skip_and_seeds_diffusion_latents(work, t
 def test_finetune_colour_jitter_matches_references():
     """finetune.color_jitter (finetune.py is a script: the function is read from its source): each of the four
     steps against an independent reference (hue: colorsys's HSV rotation; brightness, contrast, saturation: PIL's
-    ImageEnhance on the same 8-bit image), and a tenth of the images left as they were, as the release does."""
+    ImageEnhance on the same 8-bit image), two in a row (each on the one before's output), and a tenth of the images
+    left as they were, as the release does."""
     import ast
     import colorsys
     import types
@@ -269,6 +270,22 @@ def test_finetune_colour_jitter_matches_references():
                 tol = 1e-5
             want = img if keep[b] else want
             assert (out[b] - want).abs().max() <= tol, (op, b, (out[b] - want).abs().max())
+    # two steps in a row, each on the one before's output: brightness (PIL), then hue (colorsys) on PIL's image
+    ns = {"torch": types.SimpleNamespace(**{k: getattr(torch, k) for k in dir(torch) if not k.startswith("_")}
+                                         | {"randperm": lambda n: torch.tensor([0, 3])})}
+    exec(compile(ast.Module([fn], []), "finetune.py", "exec"), ns)
+    torch.manual_seed(4)
+    out = ns["color_jitter"](x, 0.3)
+    torch.manual_seed(4)
+    fb, fh = float(torch.empty(1).uniform_(0.7, 1.3)), float(torch.empty(1).uniform_(-0.3, 0.3))
+    keep = torch.rand(8, 1, 1, 1) < 0.1
+    for b in range(8):
+        pil = ImageEnhance.Brightness(Image.fromarray((x[b].permute(1, 2, 0) * 255).round().byte().numpy())).enhance(fb)
+        bright = (np.array(pil).reshape(-1, 3) / 255).tolist()  # (H*W, 3)
+        want = torch.tensor([colorsys.hsv_to_rgb((h + fh) % 1, s_, v) for h, s_, v in (
+            colorsys.rgb_to_hsv(*px) for px in bright)]).T.reshape(3, 6, 6).float()  # (3, H, W)
+        want = x[b] if keep[b] else want
+        assert (out[b] - want).abs().max() <= 3 / 255, (b, (out[b] - want).abs().max())  # PIL's rounding, rotated
     ns = {"torch": torch}
     exec(compile(ast.Module([fn], []), "finetune.py", "exec"), ns)
     torch.manual_seed(0)
