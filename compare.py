@@ -194,7 +194,7 @@ if args.wandb:  # imported only when asked for: without --wandb no wandb code is
 def plot(res, path, bar):
     """compare.png: per policy (a column), success per arm with its 95% interval over seeds (top) and the
     paired difference to that policy's scratch arm with its 95% interval (bottom; dashed: the decision
-    rule's bar, bar points). One seed has no interval: the points stand alone."""
+    rule's bar, bar points); each seed's value a small dot left of its arm's. One seed has no interval."""
     import matplotlib
     matplotlib.use("Agg")  # draws to a file; no display needed
     import matplotlib.pyplot as plt
@@ -216,6 +216,13 @@ def plot(res, path, bar):
             else:
                 ax.axhline(0, color="black", lw=0.8)
                 ax.axhline(bar, color="tab:green", lw=0.8, ls="--")
+            for i, a in enumerate(names):  # each seed, left of its arm's mean: how the seeds spread, paired by seed
+                ref_seeds = res.get("dp_scratch" if a.startswith("dp_") else "scratch", {}).get("per_seed")
+                seeds = res[a].get("per_seed") if row == 0 else [p - q for p, q in zip(res[a].get("per_seed", []),
+                                                                                       ref_seeds or [])]
+                if seeds and not ref(a):
+                    ax.scatter([i - 0.35 + 0.2 * k / max(len(seeds) - 1, 1) for k in range(len(seeds))],
+                               [100 * v for v in seeds], s=9, color=color[i], alpha=0.6, lw=0)
             for i in x:
                 ax.errorbar(i, m[i], yerr=[[m[i] - lo[i]], [hi[i] - m[i]]], fmt="o", color=color[i], capsize=4)
                 if m[i] == m[i]:

@@ -151,10 +151,11 @@ def test_pretrain_imports_no_wandb_without_the_flag(work):
 
 
 # compare.py --plot with the figure read back before it is saved: each axes' title, tick labels, bars (height,
-# colour), error bars (point, whisker ends, colour) and the horizontal lines across it (y, style), to axes.json
+# colour), error bars (point, whisker ends, colour), the horizontal lines across it (y, style) and the seeds' dots, to axes.json
 SPY = """
 import json, runpy, sys
 import matplotlib
+from matplotlib.collections import PathCollection
 from matplotlib.colors import to_hex
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
@@ -164,7 +165,9 @@ def spy(fig, path, **kw):
              "bars": [[p.get_height(), to_hex(p.get_facecolor(), keep_alpha=False)] for p in ax.patches],
              "points": [[float(c.lines[0].get_ydata()[0]), [[float(y) for x, y in s] for s in c.lines[2][0].get_segments()],
                          to_hex(c.lines[0].get_color())] for c in ax.containers if isinstance(c, ErrorbarContainer)],
-             "hlines": [[float(l.get_ydata()[0]), l.get_linestyle()] for l in ax.lines if list(l.get_xdata()) == [0, 1]]}
+             "hlines": [[float(l.get_ydata()[0]), l.get_linestyle()] for l in ax.lines if list(l.get_xdata()) == [0, 1]],
+             "dots": [[[float(x), float(y)] for x, y in c.get_offsets()] for c in ax.collections
+                      if isinstance(c, PathCollection)]}
             for ax in fig.axes]
     json.dump(axes, open("axes.json", "w"))
     save(fig, path, **kw)
@@ -183,6 +186,10 @@ def test_compare_plot_draws_each_arms_numbers_and_the_decision(tmp_path):
             "dp_wm_target": (.62, [.55, .69], .12, [.06, .18], True)}
     res = {a: {"success": m, "ci95_seeds": ci, "diff_vs_scratch": d, "diff_ci95": dci, "helps": h}
            for a, (m, ci, d, dci, h) in arms.items()}
+    seeds = {"scratch": [.1, .2, .3], "oracle": [.4, .5, .45], "wm_source": [.1, .2, .15], "dp_scratch": [.5, .4, .6],
+             "dp_wm_target": [.6, .55, .7]}  # per seed; the paired differences below are arm - its scratch, seed by seed
+    for a, v in seeds.items():
+        res[a]["per_seed"] = v
     (tmp_path / "c.json").write_text(json.dumps({"config": {"helps_points": 7}, "results": res}))
     run(tmp_path, "-c", SPY, os.path.join(ROOT, "compare.py"), "--plot", "c.json")
     top_baku, top_dp, low_baku, low_dp = json.load(open(tmp_path / "axes.json"))
@@ -203,6 +210,12 @@ def test_compare_plot_draws_each_arms_numbers_and_the_decision(tmp_path):
                                                                                  for x in res[a]["diff_ci95"]])
         assert [p[2] for p in low["points"][1:]] == [c or gray for c in colour[1:]]
         assert sorted(low["hlines"]) == [[0.0, "-"], [7.0, "--"]]  # zero, and the bar of --helps_points
+        # each seed a dot left of its arm's mean (x i - 0.35 .. i - 0.15); below, the seed's paired difference
+        assert [len(c) for c in top["dots"]] == [3] * len(names) and [len(c) for c in low["dots"]] == [3] * (len(names) - 1)
+        assert [y for c in top["dots"] for _, y in c] == pytest.approx([100 * v for a in names for v in seeds[a]])
+        assert [y for c in low["dots"] for _, y in c] == pytest.approx(
+            [100 * (p - q) for a in names[1:] for p, q in zip(seeds[a], seeds[names[0]])])
+        assert all(i - 0.36 < x < i - 0.14 for i, c in enumerate(top["dots"]) for x, _ in c)
     with Image.open(tmp_path / "c.png") as im:  # the file the figure went to, beside the json
         assert im.format == "PNG"
 
