@@ -80,9 +80,10 @@ from its committed records (one that cannot be read stops the rerun at its start
 which data each unit trained on when a fresh machine's data came out different. The tables are made from the
 records alone. Every command run is appended to --out/commands.log, and its output (progress bars, log lines) goes
 to --out/logs/<arm>_seed<s>_<stage>.log as it runs: `tail -f` one to watch a unit.
-Results: --result.json and .md (also printed; toy: --out/compare, LIBERO: results/libero_compare), and
-.png (matplotlib): success per arm with its 95% interval over seeds and the paired difference to
-scratch with its 95% interval, one column per policy. The plot of a finished comparison, from its
+Results: --result.json and .md (also printed; toy: --out/compare, LIBERO: results/libero_compare; per arm, per
+seed with the paired differences, each latent unit's gates beside its success, per task), and .png (matplotlib):
+success per arm with its 95% interval over seeds and the paired difference to scratch with its 95% interval,
+each seed a dot, one column per policy. The plot of a finished comparison, from its
 json alone (runs nothing):
     python compare.py --plot results/toy_compare.json --out_png assets/toy_compare.png
 With --wandb (pip install wandb; not in requirements.txt), one Weights & Biases run gets the flags,
@@ -516,6 +517,9 @@ for arm in arms:
         r["cca"] = {g: {k: mean([c["results"][g][k] for c in cca]) for k in ("heldout", "random_heldout", "insample")}
                     for g in cca[0]["results"]}
         r["gate_l_pass"] = mean([c["gate_l_pass"] for c in cca])
+        r["gates_per_seed"] = [{**{k: e[k] for k in ("gate_w", "swap_ratio", "shuffle_ratio")}, "gate_l_pass": c["gate_l_pass"],
+                                "cca_overall": c["results"]["overall"]["heldout"],
+                                "cca_overall_random": c["results"]["overall"]["random_heldout"]} for e, c in zip(evals, cca)]
         # what the latents are: saturated at the tanh's +-1, and how much of them the instruction alone explains
         lat = [c["per_policy"] for c in cca]
         ok = [q for q in lat if not q["pretrained"]["latent_collapsed"]]  # a collapsed chunk has no share to speak of
@@ -577,6 +581,23 @@ for arm, r in res.items():
                      f"| {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | {fams} | {verdict(r['gate_l_pass'])} "
                      f"| {sat} | {pct(r['latents']['latent_instruction_share'])}% "
                      f"({pct(r['latents']['random_instruction_share'])}%) | {r['latents']['collapsed']} of {args.seeds} |")
+# per seed: each arm's success and its paired difference (points), then the latent arms' gates beside them, so a
+# reader can see whether the seeds whose latents pass the gates are the ones that do well
+ref_of = lambda arm: "dp_scratch" if arm.startswith("dp_") else "scratch"
+paired = lambda arm: arm != ref_of(arm) and ref_of(arm) in res
+seed_cell = lambda a, i: pct(res[a]["per_seed"][i]) + (
+    f" ({100 * (res[a]['per_seed'][i] - res[ref_of(a)]['per_seed'][i]):+.1f})" if paired(a) else "")
+lines += ["", "| seed | " + " | ".join(f"{a} % (paired diff)" if paired(a) else f"{a} %" for a in arms) + " |",
+          "|---|" + "---|" * len(arms)]
+lines += [f"| {s} | " + " | ".join(seed_cell(a, i) for a in arms) + " |" for i, s in enumerate(seeds)]
+if any("gates_per_seed" in r for r in res.values()):
+    lines += ["", "| unit | gate_w | swap ratio | shuffle ratio | held-out CCA overall (random init) | gate L | success % "
+              "(paired diff) |", "|---|---|---|---|---|---|---|"]
+for a, r in res.items():
+    for i, (s, g) in enumerate(zip(seeds, r.get("gates_per_seed", []))):
+        lines.append(f"| {a} seed {s} | {'pass' if g['gate_w'] == 1 else 'fail'} | {g['swap_ratio']:.3f} "
+                     f"| {g['shuffle_ratio']:.3f} | {g['cca_overall']:.2f} ({g['cca_overall_random']:.2f}) "
+                     f"| {'pass' if g['gate_l_pass'] == 1 else 'fail'} | {seed_cell(a, i)} |")
 labelers = {}  # vpt arms whose labelers are the same (same demos and seeds) share one line
 for arm, r in res.items():
     if "labels" in r:

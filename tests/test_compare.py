@@ -112,6 +112,14 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
     assert abs(w["diff_ci95"][0] + 0.53531) < 1e-4 and abs(w["diff_ci95"][1] - 0.73531) < 1e-4
     assert "wm_target: a difference above 73.5 or below -53.5 points" in r3.stdout
     assert "dp_wm_target: a difference" not in r3.stdout  # equal diffs (SD 0): an interval of one point, no bound
+    # per seed: success and the paired difference in points, and each latent unit's gates beside its success
+    rows = {l.split(" | ")[0]: l for l in r3.stdout.splitlines() if l.startswith("| ")}
+    assert rows["| 0"].startswith("| 0 | 10.0 | ") and " 15.0 (+5.0) " in rows["| 0"] and " 30.0 (-20.0) " in rows["| 0"]
+    assert rows["| 1"].startswith("| 1 | 20.0 | ") and " 35.0 (+15.0) " in rows["| 1"] and " 30.0 (-20.0) " in rows["| 1"]
+    g = w["gates_per_seed"][1]
+    assert len(w["gates_per_seed"]) == 2 and rows["| wm_target seed 1"] == (
+        f"| wm_target seed 1 | {'pass' if g['gate_w'] == 1 else 'fail'} | {g['swap_ratio']:.3f} | {g['shuffle_ratio']:.3f} "
+        f"| {g['cca_overall']:.2f} ({g['cca_overall_random']:.2f}) | {'pass' if g['gate_l_pass'] else 'fail'} | 35.0 (+15.0) |")
 
 
 def test_compare_stops_on_a_failed_run_naming_it_and_its_output(tmp_path):
