@@ -79,7 +79,8 @@ rerun reads instead of running the unit again: a comparison longer than a sessio
 from its committed records (one that cannot be read stops the rerun at its start, naming it), and the tables say
 which data each unit trained on when a fresh machine's data came out different. The tables are made from the
 records alone. Every command run is appended to --out/commands.log, and its output (progress bars, log lines) goes
-to --out/logs/<arm>_seed<s>_<stage>.log as it runs: `tail -f` one to watch a unit.
+to --out/logs/<arm>_seed<s>_<stage>.log as it runs: `tail -f` one to watch a unit. It prints what is left
+at the start, each run's log file as it starts, and each unit as it is recorded.
 Results: --result.json and .md (also printed; toy: --out/compare, LIBERO: results/libero_compare; per arm, per
 seed with the paired differences, each latent unit's gates beside its success, per task), and .png (matplotlib):
 success per arm with its 95% interval over seeds and the paired difference to scratch with its 95% interval,
@@ -320,6 +321,7 @@ def run(*cmd, done, train=False, unit=None):
     # its output, progress bars included, to --out/logs/<run folder>.log: `tail -f` it to watch a long unit
     out = os.path.join(args.out, "logs", os.path.relpath(os.path.dirname(done), args.out).replace(os.sep, "_") + ".log")
     os.makedirs(os.path.dirname(out), exist_ok=True)
+    print(f"{time.strftime('%H:%M')} {typed.split()[1]} -> {out}", flush=True)
     with open(out, "w") as f:
         r = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
     if r.returncode != 0:
@@ -407,7 +409,7 @@ def unit(key):
     if os.path.exists(record_path(key)):
         return
     arm, s = key
-    d, cmds = dirs[key], []
+    d, cmds, t_unit = dirs[key], [], time.time()
     if latent_arm(arm):
         run("pretrain.py", *pre[base(arm)], *policy(arm), "--seed", s, "--max_steps", args.pretrain_steps,
             "--out_dir", os.path.join(d, "pre"), *tiny, done=os.path.join(d, "pre", "DONE"), train=True, unit=cmds)
@@ -452,9 +454,15 @@ def unit(key):
     with open(record_path(key) + ".tmp", "w") as f:
         json.dump(rec, f, indent=1)
     os.replace(record_path(key) + ".tmp", record_path(key))
+    done = sum(os.path.exists(record_path(k)) for k in dirs)
+    print(f"{time.strftime('%H:%M')} recorded {arm} seed {s} ({(time.time() - t_unit) / 60:.0f} min): {done} of "
+          f"{len(dirs)} units -> {record_path(key)}", flush=True)
 
 
-parallel(unit, list(dirs))
+todo = [key for key in dirs if not os.path.exists(record_path(key))]
+print(f"{len(dirs) - len(todo)} of {len(dirs)} units recorded in {args.records}; to run: "
+      + (", ".join(f"{a} seed {s}" for a, s in todo) or "none"), flush=True)
+parallel(unit, todo)
 
 # -------------------------------------------------------------------------------------------------
 # aggregate, from the records alone: success per arm with 95% intervals over seeds (t, intervals.py: any

@@ -4,6 +4,7 @@
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,10 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
         lat = out[arm]["latents"]
         assert all(0 <= lat[k] <= 1 for k in ("latent_saturated", "latent_instruction_share", "random_instruction_share"))
         assert lat["collapsed"] == 0  # 4 steps from random: the latents still vary
+    # progress as it goes: what is left at the start, each run's log file, each unit as it is recorded
+    assert f"0 of {len(ARMS)} units recorded in {os.path.join('cmp', 'units')}; to run: scratch seed 0, " in r.stdout
+    assert f"pretrain.py -> {os.path.join('cmp', 'logs', 'wm_target_seed0_pre.log')}" in r.stdout
+    assert re.search(r"recorded wm_target seed 0 \(\d+ min\): \d+ of %d units" % len(ARMS), r.stdout)
     for arm in ARMS:  # the printed table names every arm, and the gate table every world-model arm
         assert f"| {arm} |" in r.stdout
     assert r.stdout.count("| wm_target |") == 2 and r.stdout.count("| dp_wm_target |") == 2
@@ -91,6 +96,7 @@ def test_compare_quick_reports_every_arm_and_gate(tmp_path):
         path.write_text(json.dumps(res))
     r2 = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0 and (tmp_path / "cmp" / "commands.log").read_text() == log
+    assert f"{len(ARMS)} of {len(ARMS)} units recorded in {os.path.join('cmp', 'units')}; to run: none" in r2.stdout
     out = json.load(open(tmp_path / "cmp" / "compare.json"))["results"]
     assert abs(out["wm_target"]["diff_vs_scratch"] - 0.05) < 1e-9
     assert abs(out["dp_wm_target"]["diff_vs_scratch"] + 0.2) < 1e-9
