@@ -178,6 +178,7 @@ if libero and args.first_init + args.episodes > 50:
     sys.exit(f"error: --first_init, --episodes: expected first_init + episodes <= 50 (LIBERO's fixed init states), "
              f"got {args.first_init}, {args.episodes}")
 base = lambda arm: arm[3:] if arm.startswith("dp_") else arm  # the BAKU arm a dp_ arm repeats
+ref_of = lambda arm: "dp_scratch" if arm.startswith("dp_") else "scratch"  # paired with the same policy's scratch arm
 policy = lambda arm: ["--policy", "diffusion" if arm.startswith("dp_") else "baku"]  # for stage scripts that build one
 latent_arm = lambda arm: base(arm).startswith(("wm", "idm"))  # a stage-1 arm whose policy emits latents
 # the supervised arms' policy before stage 2 is evaluated too (vpt's is not: the cost of an evaluation)
@@ -219,7 +220,7 @@ def plot(res, path, bar):
                 ax.axhline(0, color="black", lw=0.8)
                 ax.axhline(bar, color="tab:green", lw=0.8, ls="--")
             for i, a in enumerate(names):  # each seed, left of its arm's mean: how the seeds spread, paired by seed
-                ref_seeds = res.get("dp_scratch" if a.startswith("dp_") else "scratch", {}).get("per_seed")
+                ref_seeds = res.get(ref_of(a), {}).get("per_seed")
                 seeds = res[a].get("per_seed") if row == 0 else [p - q for p, q in zip(res[a].get("per_seed", []),
                                                                                        ref_seeds or [])]
                 if seeds and not ref(a):
@@ -321,7 +322,7 @@ def run(*cmd, done, train=False, unit=None):
     # its output, progress bars included, to --out/logs/<run folder>.log: `tail -f` it to watch a long unit
     out = os.path.join(args.out, "logs", os.path.relpath(os.path.dirname(done), args.out).replace(os.sep, "_") + ".log")
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    print(f"{time.strftime('%H:%M')} {typed.split()[1]} -> {out}", flush=True)
+    print(f"{time.strftime('%m-%d %H:%M')} {typed.split()[1]} -> {out}", flush=True)
     with open(out, "w") as f:
         r = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
     if r.returncode != 0:
@@ -342,7 +343,10 @@ def parallel(fn, items):
 t0 = time.time()
 data = os.path.join(args.out, "data")
 dirs = {(a, s): os.path.join(args.out, a, f"seed{s}") for a in arms for s in range(args.seeds)}
-make_data = not all(os.path.exists(record_path(key)) for key in dirs)  # every unit recorded: no data needed
+todo = [key for key in dirs if not os.path.exists(record_path(key))]
+print(f"{len(dirs) - len(todo)} of {len(dirs)} units recorded in {args.records}; to run: "
+      + (", ".join(f"{a} seed {s}" for a, s in todo) or "none"), flush=True)
+make_data = bool(todo)  # every unit recorded: no data needed
 if not libero:
     # the toy world's stage-2 demos (5 per task), source video and source demos; and, from another seed
     # block so no episode is shared, 50 target demos per task for the oracle and the target-video arms (and
@@ -455,13 +459,10 @@ def unit(key):
         json.dump(rec, f, indent=1)
     os.replace(record_path(key) + ".tmp", record_path(key))
     done = sum(os.path.exists(record_path(k)) for k in dirs)
-    print(f"{time.strftime('%H:%M')} recorded {arm} seed {s} ({(time.time() - t_unit) / 60:.0f} min): {done} of "
+    print(f"{time.strftime('%m-%d %H:%M')} recorded {arm} seed {s} ({(time.time() - t_unit) / 60:.0f} min): {done} of "
           f"{len(dirs)} units -> {record_path(key)}", flush=True)
 
 
-todo = [key for key in dirs if not os.path.exists(record_path(key))]
-print(f"{len(dirs) - len(todo)} of {len(dirs)} units recorded in {args.records}; to run: "
-      + (", ".join(f"{a} seed {s}" for a, s in todo) or "none"), flush=True)
 parallel(unit, todo)
 
 # -------------------------------------------------------------------------------------------------
@@ -499,7 +500,7 @@ for arm in arms:
     for s in seeds:
         for t in recs[arm, s]["tasks"]:
             r["tasks"][t["task"]] = [r["tasks"][t["task"]][0] + t["successes"], r["tasks"][t["task"]][1] + t["episodes"]]
-    scratch = "dp_scratch" if arm.startswith("dp_") else "scratch"  # paired with the same policy's scratch arm
+    scratch = ref_of(arm)
     if scratch in arms:
         ref = [recs[scratch, s]["success"]["success_rate"] for s in seeds]
         diffs = [a - b for a, b in zip(rates, ref)]
@@ -547,6 +548,7 @@ for arm in arms:
     res[arm] = r
 
 pct = lambda x: f"{100 * x:.1f}" if x == x else "nan"
+verdict = lambda x: "pass" if x == 1 else "fail"  # a gate over seeds passes only if it passes in every seed
 lines = ["| arm | success % [95% over seeds] [95% over episodes] | paired diff to scratch (dp_: to dp_scratch) [95%] "
          "| bootstrap 95% (seeds x tasks) | zero-shot % |", "|---|---|---|---|---|"]
 for arm, r in res.items():
@@ -583,7 +585,6 @@ for arm, r in res.items():
         w, c = r["gate_w"], r["cca"]
         fams = ", ".join(f"{g} {c[g]['heldout']:.2f} ({c[g]['random_heldout']:.2f})" for g in c)
         curve = lambda xs: "/".join(f"{v:.1f}" for v in xs)
-        verdict = lambda x: "pass" if x == 1 else "fail"
         sat = "-" if arm.startswith("dp_") else pct(r["latents"]["latent_saturated"]) + "%"  # DP's latents: no tanh
         lines.append(f"| {arm} | {verdict(w['gate_w'])} | {curve(w['openloop_k'])} | {curve(w['copy_k'])} "
                      f"| {w['swap_ratio']:.3f} | {w['shuffle_ratio']:.3f} | {fams} | {verdict(r['gate_l_pass'])} "
@@ -591,7 +592,6 @@ for arm, r in res.items():
                      f"({pct(r['latents']['random_instruction_share'])}%) | {r['latents']['collapsed']} of {args.seeds} |")
 # per seed: each arm's success and its paired difference (points), then the latent arms' gates beside them, so a
 # reader can see whether the seeds whose latents pass the gates are the ones that do well
-ref_of = lambda arm: "dp_scratch" if arm.startswith("dp_") else "scratch"
 paired = lambda arm: arm != ref_of(arm) and ref_of(arm) in res
 seed_cell = lambda a, i: pct(res[a]["per_seed"][i]) + (
     f" ({100 * (res[a]['per_seed'][i] - res[ref_of(a)]['per_seed'][i]):+.1f})" if paired(a) else "")
@@ -603,9 +603,9 @@ if any("gates_per_seed" in r for r in res.values()):
               "(paired diff) |", "|---|---|---|---|---|---|---|"]
 for a, r in res.items():
     for i, (s, g) in enumerate(zip(seeds, r.get("gates_per_seed", []))):
-        lines.append(f"| {a} seed {s} | {'pass' if g['gate_w'] == 1 else 'fail'} | {g['swap_ratio']:.3f} "
+        lines.append(f"| {a} seed {s} | {verdict(g['gate_w'])} | {g['swap_ratio']:.3f} "
                      f"| {g['shuffle_ratio']:.3f} | {g['cca_overall']:.2f} ({g['cca_overall_random']:.2f}) "
-                     f"| {'pass' if g['gate_l_pass'] == 1 else 'fail'} | {seed_cell(a, i)} |")
+                     f"| {verdict(g['gate_l_pass'])} | {seed_cell(a, i)} |")
 labelers = {}  # vpt arms whose labelers are the same (same demos and seeds) share one line
 for arm, r in res.items():
     if "labels" in r:
@@ -625,7 +625,7 @@ for arm, r in idm:
     i = r["idm"]
     fams = ", ".join(f"{g} {c['heldout']:.2f} ({c['random_heldout']:.2f})" for g, c in i["cca"].items())
     lines.append(f"| {arm} | {'/'.join(f'{v:.1f}' for v in i['idm_openloop_k'])} | {i['idm_swap_ratio']:.3f} "
-                 f"| {i['idm_shuffle_ratio']:.3f} | {fams} | {'pass' if i['gate_l_pass'] == 1 else 'fail'} "
+                 f"| {i['idm_shuffle_ratio']:.3f} | {fams} | {verdict(i['gate_l_pass'])} "
                  f"| {i['policy_r2']:.3f} | {'met' if r['target_met'] else 'not met'} |")
 if libero:  # per task, pooled over the seeds
     names = list(res[arms[0]]["tasks"])

@@ -247,45 +247,47 @@ def test_finetune_colour_jitter_matches_references():
     from PIL import Image, ImageEnhance
     tree = ast.parse(open(os.path.join(ROOT, "finetune.py")).read())
     fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "color_jitter")
+
+    def jitter(order):  # finetune's color_jitter with torch.randperm giving these steps, in this order
+        ns = {"torch": types.SimpleNamespace(**{k: getattr(torch, k) for k in dir(torch) if not k.startswith("_")}
+                                             | {"randperm": lambda n: torch.tensor(order)})}
+        exec(compile(ast.Module([fn], []), "finetune.py", "exec"), ns)
+        return ns["color_jitter"]
+
+    def hue(img, f):  # colorsys's HSV rotation by f of a turn, pixel by pixel: (3, H, W) -> (3, H, W)
+        return torch.tensor([colorsys.hsv_to_rgb((h + f) % 1, s_, v) for h, s_, v in (
+            colorsys.rgb_to_hsv(*px) for px in img.reshape(3, -1).T.tolist())]).T.reshape(img.shape).float()
+
+    to_pil = lambda img: Image.fromarray((img.permute(1, 2, 0) * 255).round().byte().numpy())  # (3, H, W) -> 8-bit
+    from_pil = lambda pil: torch.from_numpy(np.array(pil)).permute(2, 0, 1).float() / 255  # -> (3, H, W)
     x = torch.randint(0, 256, (8, 3, 6, 6)).float() / 255  # 8-bit values, so PIL sees the same image
     enhance = {0: ImageEnhance.Brightness, 1: ImageEnhance.Contrast, 2: ImageEnhance.Color}
-    for op in range(4):  # one step at a time: randperm replaced by the one step
-        ns = {"torch": types.SimpleNamespace(**{k: getattr(torch, k) for k in dir(torch) if not k.startswith("_")}
-                                             | {"randperm": lambda n, op=op: torch.tensor([op])})}
-        exec(compile(ast.Module([fn], []), "finetune.py", "exec"), ns)
+    for op in range(4):  # one step at a time
         torch.manual_seed(op)
-        out = ns["color_jitter"](x, 0.3)
+        out = jitter([op])(x, 0.3)
         torch.manual_seed(op)  # the same draws: the step's factor, then which images are left as they were
         f = float(torch.empty(1).uniform_(0.7, 1.3)) if op < 3 else float(torch.empty(1).uniform_(-0.3, 0.3))
         keep = torch.rand(8, 1, 1, 1) < 0.1
         for b in range(8):
-            img = x[b]
-            if op < 3:
-                pil = Image.fromarray((img.permute(1, 2, 0) * 255).round().byte().numpy())
-                want = torch.from_numpy(np.array(enhance[op](pil).enhance(f))).permute(2, 0, 1).float() / 255
-                tol = 2 / 255  # PIL rounds to 8 bits (and its grey is 0.299 R, torchvision's 0.2989 R)
+            if op < 3:  # PIL rounds to 8 bits (and its grey is 0.299 R, torchvision's 0.2989 R)
+                want, tol = from_pil(enhance[op](to_pil(x[b])).enhance(f)), 2 / 255
             else:
-                want = torch.tensor([colorsys.hsv_to_rgb((h + f) % 1, s_, v) for h, s_, v in (
-                    colorsys.rgb_to_hsv(*px) for px in img.reshape(3, -1).T.tolist())]).T.reshape(3, 6, 6).float()
-                tol = 1e-5
-            want = img if keep[b] else want
+                want, tol = hue(x[b], f), 1e-5
+            want = x[b] if keep[b] else want
             assert (out[b] - want).abs().max() <= tol, (op, b, (out[b] - want).abs().max())
-    # two steps in a row, each on the one before's output: brightness (PIL), then hue (colorsys) on PIL's image
-    ns = {"torch": types.SimpleNamespace(**{k: getattr(torch, k) for k in dir(torch) if not k.startswith("_")}
-                                         | {"randperm": lambda n: torch.tensor([0, 3])})}
-    exec(compile(ast.Module([fn], []), "finetune.py", "exec"), ns)
-    torch.manual_seed(4)
-    out = ns["color_jitter"](x, 0.3)
-    torch.manual_seed(4)
-    fb, fh = float(torch.empty(1).uniform_(0.7, 1.3)), float(torch.empty(1).uniform_(-0.3, 0.3))
-    keep = torch.rand(8, 1, 1, 1) < 0.1
-    for b in range(8):
-        pil = ImageEnhance.Brightness(Image.fromarray((x[b].permute(1, 2, 0) * 255).round().byte().numpy())).enhance(fb)
-        bright = (np.array(pil).reshape(-1, 3) / 255).tolist()  # (H*W, 3)
-        want = torch.tensor([colorsys.hsv_to_rgb((h + fh) % 1, s_, v) for h, s_, v in (
-            colorsys.rgb_to_hsv(*px) for px in bright)]).T.reshape(3, 6, 6).float()  # (3, H, W)
-        want = x[b] if keep[b] else want
-        assert (out[b] - want).abs().max() <= 3 / 255, (b, (out[b] - want).abs().max())  # PIL's rounding, rotated
+    # two steps in a row, each on the one before's output, in both orders: brightness (PIL) and hue (colorsys)
+    bright = lambda img, f: from_pil(ImageEnhance.Brightness(to_pil(img)).enhance(f))
+    for order in ([0, 3], [3, 0]):
+        torch.manual_seed(4)
+        out = jitter(order)(x, 0.3)
+        torch.manual_seed(4)  # each step's factor in the order the steps run
+        f = {op: float(torch.empty(1).uniform_(0.7, 1.3)) if op < 3 else float(torch.empty(1).uniform_(-0.3, 0.3))
+             for op in order}
+        keep = torch.rand(8, 1, 1, 1) < 0.1
+        for b in range(8):
+            want = hue(bright(x[b], f[0]), f[3]) if order == [0, 3] else bright(hue(x[b], f[3]), f[0])
+            want = x[b] if keep[b] else want
+            assert (out[b] - want).abs().max() <= 3 / 255, (order, b, (out[b] - want).abs().max())  # PIL's rounding
     ns = {"torch": torch}
     exec(compile(ast.Module([fn], []), "finetune.py", "exec"), ns)
     torch.manual_seed(0)
