@@ -526,9 +526,10 @@ for arm in arms:
         r["cca"] = {g: {k: mean([c["results"][g][k] for c in cca]) for k in ("heldout", "random_heldout", "insample")}
                     for g in cca[0]["results"]}
         r["gate_l_pass"] = mean([c["gate_l_pass"] for c in cca])
-        r["gates_per_seed"] = [{**{k: e[k] for k in ("gate_w", "swap_ratio", "shuffle_ratio")}, "gate_l_pass": c["gate_l_pass"],
-                                "cca_overall": c["results"]["overall"]["heldout"],
-                                "cca_overall_random": c["results"]["overall"]["random_heldout"]} for e, c in zip(evals, cca)]
+        r["gates_per_seed"] = [{**{k: e[k] for k in ("gate_w", "swap_ratio", "shuffle_ratio")},
+                                "gate_l_pass": c["gate_l_pass"], "cca_overall": c["results"]["overall"]["heldout"],
+                                "cca_overall_random": c["results"]["overall"]["random_heldout"]}
+                               for e, c in zip(evals, cca)]
         # what the latents are: saturated at the tanh's +-1, and how much of them the instruction alone explains
         lat = [c["per_policy"] for c in cca]
         ok = [q for q in lat if not q["pretrained"]["latent_collapsed"]]  # a collapsed chunk has no share to speak of
